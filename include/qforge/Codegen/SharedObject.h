@@ -1,0 +1,42 @@
+//===- SharedObject.h - LLVM dialect to a native shared object ---*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QFORGE_CODEGEN_SHAREDOBJECT_H
+#define QFORGE_CODEGEN_SHAREDOBJECT_H
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <string>
+#include <vector>
+
+namespace qforge::codegen {
+
+struct NativeOptions {
+  /// "native" (the compiling host) or an LLVM CPU name such as "x86-64-v3".
+  std::string cpu = "native";
+  unsigned optLevel = 3;
+};
+
+struct SharedObject {
+  std::vector<char> bytes;
+  /// The packed entry symbol: `void symbol(void **args)`.
+  std::string symbol;
+  std::string cpu;
+  /// CPU features the code may use, by the runtime's names (avx2, fma, avx512f, ...).
+  std::vector<std::string> features;
+};
+
+/// Translates `module` (LLVM dialect, host code; may hold gpu.binary ops) to LLVM IR,
+/// adds the packed entry `qf_entry_<entry>` calling `_mlir_ciface_<entry>` with
+/// `numArgs` descriptor pointers, optimizes, emits an object and links it into a
+/// shared object. On failure returns false and sets `error`.
+bool buildSharedObject(mlir::ModuleOp module, llvm::StringRef entry, unsigned numArgs,
+                       const NativeOptions &options, SharedObject &out,
+                       std::string &error);
+
+} // namespace qforge::codegen
+
+#endif // QFORGE_CODEGEN_SHAREDOBJECT_H

@@ -1,0 +1,405 @@
+//===- Compiler.cpp - ONNX model to .qfm module -----------------*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qforge/Compiler/Compiler.h"
+
+#include "passes/Passes.h"
+#include "qforge/Codegen/SharedObject.h"
+#include "qforge/Runtime/QFM.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstdio>
+
+using namespace mlir;
+
+namespace qforge {
+
+bool parseTargets(StringRef text, std::vector<CompileTarget> &targets,
+                  std::string &error) {
+  targets.clear();
+  SmallVector<StringRef> parts;
+  text.split(parts, ',', -1, /*KeepEmpty=*/false);
+  for (StringRef part : parts) {
+    part = part.trim();
+    if (part == "cpu") {
+      targets.push_back({"cpu", ""});
+    } else if (part.consume_front("cuda")) {
+      std::string chip = part.consume_front(":") ? part.str() : "sm_80";
+      if (chip != "sm_80" && chip != "sm_86" && chip != "sm_89" && chip != "sm_90") {
+        error = "unsupported CUDA architecture '" + chip + "' (sm_80, sm_86, sm_89, sm_90)";
+        return false;
+      }
+      targets.push_back({"cuda", chip});
+    } else {
+      error = "unknown target '" + part.str() + "' (expected cpu or cuda:sm_XX)";
+      return false;
+    }
+  }
+  if (targets.empty()) {
+    error = "no target given";
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+/// Printing flags for IR shown to people: large constants elided.
+OpPrintingFlags readableFlags() {
+  return OpPrintingFlags().elideLargeElementsAttrs(16).elideLargeResourceString(64);
+}
+
+/// Writes the IR after every pass to DIR/NN-<pass>.mlir, numbered in pipeline order.
+class DumpIRConfig : public PassManager::IRPrinterConfig {
+public:
+  DumpIRConfig(std::string dir, unsigned &counter)
+      : IRPrinterConfig(/*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false,
+                        /*printAfterOnlyOnFailure=*/false, readableFlags()),
+        dir(std::move(dir)), counter(counter) {}
+
+  void printAfterIfEnabled(Pass *pass, Operation *op,
+                           PrintCallbackFn printCallback) override {
+    std::string name = pass->getArgument().str();
+    if (name.empty())
+      name = pass->getName().str();
+    std::error_code ec;
+    llvm::raw_fd_ostream os(path(name), ec);
+    if (!ec)
+      printCallback(os);
+  }
+
+  std::string path(StringRef name) {
+    char prefix[16];
+    std::snprintf(prefix, sizeof(prefix), "%02u-", counter++);
+    SmallString<256> p(dir);
+    llvm::sys::path::append(p, prefix + name.str() + ".mlir");
+    return p.str().str();
+  }
+
+private:
+  std::string dir;
+  unsigned &counter;
+};
+
+struct Compilation {
+  const CompileOptions &options;
+  MLIRContext &ctx;
+  unsigned dumpCounter = 0;
+  std::string firstError;
+
+  /// Configures IR printing/dumping on `pm`.
+  void instrument(PassManager &pm) {
+    if (options.printIRAfterAll)
+      pm.enableIRPrinting(
+          [](Pass *, Operation *) { return false; },
+          [](Pass *, Operation *) { return true; }, /*printModuleScope=*/true,
+          /*printAfterOnlyOnChange=*/false, /*printAfterOnlyOnFailure=*/false,
+          llvm::errs(), readableFlags());
+    if (!options.dumpIRDir.empty())
+      pm.enableIRPrinting(std::make_unique<DumpIRConfig>(options.dumpIRDir, dumpCounter));
+  }
+
+  void dumpStage(ModuleOp module, StringRef name) {
+    if (options.printIRAfterAll) {
+      llvm::errs() << "// -----// IR after " << name << " //----- //\n";
+      module->print(llvm::errs(), readableFlags());
+      llvm::errs() << "\n";
+    }
+    if (!options.dumpIRDir.empty()) {
+      DumpIRConfig cfg(options.dumpIRDir, dumpCounter);
+      std::error_code ec;
+      llvm::raw_fd_ostream os(cfg.path(name), ec);
+      if (!ec)
+        module->print(os, readableFlags());
+    }
+  }
+
+  bool run(PassManager &pm, ModuleOp module, StringRef stage, std::string &error) {
+    instrument(pm);
+    if (succeeded(pm.run(module)))
+      return true;
+    error = firstError.empty() ? (stage + " failed").str() : firstError;
+    return false;
+  }
+};
+
+std::string dtypeName(Type t) {
+  if (t.isF32())
+    return "f32";
+  if (t.isF16())
+    return "f16";
+  if (t.isBF16())
+    return "bf16";
+  if (t.isF64())
+    return "f64";
+  if (t.isInteger(1))
+    return "i1";
+  if (t.isInteger(8))
+    return "i8";
+  if (t.isInteger(16))
+    return "i16";
+  if (t.isInteger(32))
+    return "i32";
+  if (t.isInteger(64))
+    return "i64";
+  return "";
+}
+
+/// The row-major little-endian bytes of a weight constant.
+bool weightBytes(ElementsAttr attr, std::vector<uint8_t> &out) {
+  if (auto res = dyn_cast<DenseResourceElementsAttr>(attr)) {
+    AsmResourceBlob *blob = res.getRawHandle().getBlob();
+    if (!blob)
+      return false;
+    ArrayRef<char> data = blob->getData();
+    out.assign(data.begin(), data.end());
+    return true;
+  }
+  auto dense = dyn_cast<DenseElementsAttr>(attr);
+  if (!dense)
+    return false;
+  Type et = dense.getElementType();
+  unsigned width = et.getIntOrFloatBitWidth();
+  int64_t n = dense.getNumElements();
+  if (et.isInteger(1)) {
+    for (bool b : dense.getValues<bool>())
+      out.push_back(b ? 1 : 0);
+    return true;
+  }
+  if (width % 8)
+    return false;
+  ArrayRef<char> raw = dense.getRawData();
+  if (dense.isSplat()) {
+    for (int64_t i = 0; i < n; ++i)
+      out.insert(out.end(), raw.begin(), raw.begin() + width / 8);
+  } else {
+    out.assign(raw.begin(), raw.end());
+  }
+  return true;
+}
+
+nlohmann::json shapeJson(ShapedType t) {
+  nlohmann::json s = nlohmann::json::array();
+  for (int64_t d : t.getShape())
+    s.push_back(ShapedType::isDynamic(d) ? -1 : d);
+  return s;
+}
+
+} // namespace
+
+bool compileModel(const CompileOptions &options, std::string &error) {
+  DialectRegistry registry;
+  registerDialects(registry);
+  importer::registerImporterDialects(registry);
+  registerAllToLLVMIRTranslations(registry);
+  MLIRContext ctx(registry);
+  ctx.loadAllAvailableDialects();
+  if (options.printIRAfterAll || !options.dumpIRDir.empty())
+    ctx.disableMultithreading();
+
+  Compilation c{options, ctx};
+  ScopedDiagnosticHandler diagnostics(&ctx, [&](Diagnostic &diag) {
+    if (diag.getSeverity() != DiagnosticSeverity::Error || !c.firstError.empty())
+      return success();
+    std::string loc;
+    llvm::raw_string_ostream os(loc);
+    if (auto name = dyn_cast<NameLoc>(diag.getLocation()))
+      os << "node '" << name.getName().getValue() << "': ";
+    c.firstError = loc + diag.str();
+    return success();
+  });
+
+  if (!options.dumpIRDir.empty()) {
+    if (std::error_code ec = llvm::sys::fs::create_directories(options.dumpIRDir)) {
+      error = options.dumpIRDir + ": cannot create directory: " + ec.message();
+      return false;
+    }
+  }
+
+  // 1. Import.
+  OwningOpRef<ModuleOp> module =
+      importer::importONNXFile(ctx, options.input, options.import, error);
+  if (!module)
+    return false;
+  c.dumpStage(*module, "import");
+
+  // 2. Quantize, fuse, externalize weights.
+  {
+    PassManager pm(&ctx);
+    OpPassManager &fpm = pm.nest<func::FuncOp>();
+    if (options.method == "rtn") {
+      QuantizeRTNPassOptions rtn;
+      rtn.bits = options.bits;
+      rtn.groupSize = options.groupSize;
+      rtn.symmetric = options.symmetric;
+      fpm.addPass(createQuantizeRTNPass(rtn));
+    } else if (options.method != "none") {
+      error = "unknown method '" + options.method + "' (none, rtn)";
+      return false;
+    }
+    fpm.addPass(createFuseDequantMatmulPass());
+    pm.addPass(createCanonicalizerPass());
+    pm.addPass(createExternalizeWeightsPass());
+    if (!c.run(pm, *module, "quantization", error))
+      return false;
+  }
+
+  // 3. The manifest: entry arguments and the layer table.
+  auto entry = module->lookupSymbol<func::FuncOp>("main");
+  if (!entry) {
+    error = "the imported module has no @main";
+    return false;
+  }
+  qfm::Writer writer;
+  nlohmann::json args = nlohmann::json::array();
+  unsigned weightIndex = 0;
+  llvm::DenseMap<Value, int64_t> weightSize;
+  for (BlockArgument arg : entry.getArguments()) {
+    auto type = cast<ShapedType>(arg.getType());
+    nlohmann::json a;
+    a["dtype"] = dtypeName(type.getElementType());
+    a["shape"] = shapeJson(type);
+    if (a["dtype"] == "") {
+      error = "argument " + std::to_string(arg.getArgNumber()) + " has an unsupported element type";
+      return false;
+    }
+    if (auto w = entry.getArgAttrOfType<ElementsAttr>(arg.getArgNumber(), "qf.weight")) {
+      std::vector<uint8_t> bytes;
+      if (!weightBytes(w, bytes)) {
+        error = "cannot read the data of weight argument " + std::to_string(arg.getArgNumber());
+        return false;
+      }
+      std::string section = "weight." + std::to_string(weightIndex++);
+      a["role"] = "weight";
+      auto name = entry.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "qf.name");
+      a["name"] = name ? name.str() : section;
+      a["section"] = section;
+      weightSize[arg] = bytes.size();
+      writer.addSection(section, std::move(bytes));
+    } else {
+      auto name = entry.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "qf.name");
+      a["role"] = "input";
+      a["name"] = name ? name.str() : "arg" + std::to_string(arg.getArgNumber());
+    }
+    args.push_back(a);
+  }
+  for (unsigned i = 0; i < entry.getNumResults(); ++i) {
+    auto type = cast<ShapedType>(entry.getResultTypes()[i]);
+    auto name = entry.getResultAttrOfType<StringAttr>(i, "qf.name");
+    args.push_back({{"role", "output"},
+                    {"name", name ? name.str() : "out" + std::to_string(i)},
+                    {"dtype", dtypeName(type.getElementType())},
+                    {"shape", shapeJson(type)}});
+  }
+  nlohmann::json layers = nlohmann::json::array();
+  entry.walk([&](qf::FusedMatmulOp op) {
+    int64_t bytes = 0;
+    for (Value v : op->getOperands())
+      bytes += weightSize.lookup(v);
+    auto name = op->getAttrOfType<StringAttr>("qf.layer");
+    auto err = op->getAttrOfType<FloatAttr>("qf.weight_error");
+    qf::SchemeAttr s = op.getScheme();
+    layers.push_back({{"name", name ? name.str() : "?"},
+                      {"method", options.method},
+                      {"bits", s.getBits()},
+                      {"group_size", s.getGroupSize()},
+                      {"rows", op.getN()},
+                      {"cols", op.getK()},
+                      {"bytes", bytes},
+                      {"error", err ? err.getValueAsDouble() : 0.0}});
+  });
+
+  // 4. Lower and emit native code per target.
+  nlohmann::json targets = nlohmann::json::array();
+  for (const CompileTarget &target : options.targets) {
+    OwningOpRef<ModuleOp> lowered = cast<ModuleOp>((*module)->clone());
+    PassManager pm(&ctx);
+    LoweringOptions lowering;
+    lowering.target = target.kind;
+    if (!target.chip.empty())
+      lowering.chip = target.chip;
+    buildLoweringPipeline(pm, lowering);
+    if (!c.run(pm, *lowered, "lowering for " + target.kind, error))
+      return false;
+    nlohmann::json t{{"kind", target.kind}};
+    if (target.kind == "cuda") {
+      std::string ptx;
+      lowered->walk([&](gpu::BinaryOp binary) {
+        for (Attribute obj : binary.getObjects())
+          if (auto o = dyn_cast<gpu::ObjectAttr>(obj))
+            ptx += o.getObject().getValue().str();
+      });
+      std::string section = "ptx." + target.chip;
+      writer.addSection(section, ptx.data(), ptx.size());
+      t["arch"] = target.chip;
+      t["ptx"] = section;
+      if (!options.emitPTXDir.empty()) {
+        SmallString<256> p(options.emitPTXDir);
+        llvm::sys::fs::create_directories(p);
+        llvm::sys::path::append(p, "kernels." + target.chip + ".ptx");
+        std::error_code ec;
+        llvm::raw_fd_ostream os(p, ec);
+        if (ec) {
+          error = p.str().str() + ": " + ec.message();
+          return false;
+        }
+        os << ptx;
+      }
+    }
+    codegen::NativeOptions native;
+    native.cpu = options.cpu;
+    codegen::SharedObject so;
+    if (!codegen::buildSharedObject(*lowered, "main", args.size(), native, so, error)) {
+      error = "native code for " + target.kind + ": " + error;
+      return false;
+    }
+    std::string section = "code." + target.kind;
+    writer.addSection(section, so.bytes.data(), so.bytes.size());
+    t["library"] = section;
+    t["symbol"] = so.symbol;
+    if (target.kind == "cpu") {
+      t["cpu"] = so.cpu;
+      t["features"] = so.features;
+    }
+    targets.push_back(t);
+  }
+
+  nlohmann::json manifest{{"format_version", 1},
+                          {"producer", "qforge 0.1.0"},
+                          {"source", llvm::sys::path::filename(options.input).str()},
+                          {"entry", {{"name", "main"}, {"args", args}}},
+                          {"targets", targets},
+                          {"layers", layers}};
+  writer.setManifest(manifest);
+  if (!writer.write(options.output, error))
+    return false;
+
+  if (!options.quiet) {
+    llvm::outs() << llvm::format("%-28s %-6s %4s %6s %12s %10s\n", "layer", "method",
+                                 "bits", "group", "bytes", "w-error");
+    for (const auto &l : layers)
+      llvm::outs() << llvm::format(
+          "%-28s %-6s %4d %6lld %12lld %10.3e\n", l["name"].get<std::string>().c_str(),
+          l["method"].get<std::string>().c_str(), l["bits"].get<int>(),
+          (long long)l["group_size"].get<int64_t>(), (long long)l["bytes"].get<int64_t>(),
+          l["error"].get<double>());
+    llvm::outs() << "wrote " << options.output << "\n";
+  }
+  return true;
+}
+
+} // namespace qforge

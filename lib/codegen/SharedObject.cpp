@@ -1,0 +1,173 @@
+//===- SharedObject.cpp - LLVM dialect to a native shared object -*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qforge/Codegen/SharedObject.h"
+
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/TargetParser/Host.h"
+
+#ifndef QF_LINKER_PATH
+#define QF_LINKER_PATH "ld.lld"
+#endif
+
+using namespace mlir;
+
+namespace qforge::codegen {
+
+/// void qf_entry_<entry>(void **args) { _mlir_ciface_<entry>(args[0], ..., args[n-1]); }
+static bool addPackedEntry(llvm::Module &m, StringRef entry, unsigned numArgs,
+                           std::string &symbol, std::string &error) {
+  llvm::Function *ciface = m.getFunction(("_mlir_ciface_" + entry).str());
+  if (!ciface || ciface->arg_size() != numArgs) {
+    error = "entry function '" + entry.str() + "' has no C interface with " +
+            std::to_string(numArgs) + " arguments";
+    return false;
+  }
+  llvm::LLVMContext &ctx = m.getContext();
+  auto *ptr = llvm::PointerType::getUnqual(ctx);
+  symbol = ("qf_entry_" + entry).str();
+  auto *fn = llvm::Function::Create(
+      llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptr}, false),
+      llvm::GlobalValue::ExternalLinkage, symbol, m);
+  llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", fn));
+  llvm::SmallVector<llvm::Value *> args;
+  for (unsigned i = 0; i < numArgs; ++i) {
+    llvm::Value *slot = b.CreateConstInBoundsGEP1_64(ptr, fn->getArg(0), i);
+    args.push_back(b.CreateLoad(ptr, slot));
+  }
+  b.CreateCall(ciface, args);
+  b.CreateRetVoid();
+  return true;
+}
+
+/// The features the runtime checks, when the target machine enables them.
+static std::vector<std::string> runtimeFeatures(const llvm::TargetMachine &tm) {
+  static const char *known[] = {"avx2",     "fma",        "avx512f", "avx512bw",
+                                "avx512vl", "avx512vnni", "f16c",    "bmi2"};
+  std::vector<std::string> out;
+  const llvm::MCSubtargetInfo *sti = tm.getMCSubtargetInfo();
+  for (const char *name : known)
+    if (sti->checkFeatures(("+" + StringRef(name)).str()))
+      out.push_back(name);
+  return out;
+}
+
+bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
+                       const NativeOptions &options, SharedObject &out,
+                       std::string &error) {
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+
+  llvm::LLVMContext ctx;
+  std::unique_ptr<llvm::Module> llvmModule = translateModuleToLLVMIR(module, ctx);
+  if (!llvmModule) {
+    error = "translation to LLVM IR failed";
+    return false;
+  }
+  if (!addPackedEntry(*llvmModule, entry, numArgs, out.symbol, error))
+    return false;
+
+  llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
+  std::string lookupError;
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, lookupError);
+  if (!target) {
+    error = "no LLVM target for " + triple.str() + ": " + lookupError;
+    return false;
+  }
+  std::string cpu = options.cpu;
+  std::string features;
+  if (cpu == "native") {
+    cpu = llvm::sys::getHostCPUName().str();
+    llvm::SubtargetFeatures f;
+    for (const auto &[name, on] : llvm::sys::getHostCPUFeatures())
+      f.AddFeature(name, on);
+    features = f.getString();
+  }
+  llvm::TargetOptions targetOptions;
+  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
+      triple, cpu, features, targetOptions, llvm::Reloc::PIC_, std::nullopt,
+      llvm::CodeGenOptLevel::Aggressive));
+  if (!tm) {
+    error = "cannot create a target machine for CPU '" + cpu + "'";
+    return false;
+  }
+  llvmModule->setDataLayout(tm->createDataLayout());
+  llvmModule->setTargetTriple(triple);
+  out.cpu = cpu;
+  out.features = runtimeFeatures(*tm);
+
+  auto optimize = makeOptimizingTransformer(options.optLevel, 0, tm.get());
+  if (llvm::Error err = optimize(llvmModule.get())) {
+    error = "LLVM optimization failed: " + llvm::toString(std::move(err));
+    return false;
+  }
+
+  // Object file → shared object, through temporary files removed on every path.
+  SmallString<128> objPath, soPath;
+  if (llvm::sys::fs::createTemporaryFile("qforge", "o", objPath) ||
+      llvm::sys::fs::createTemporaryFile("qforge", "so", soPath)) {
+    error = "cannot create temporary files";
+    return false;
+  }
+  auto cleanup = llvm::make_scope_exit([&] {
+    llvm::sys::fs::remove(objPath);
+    llvm::sys::fs::remove(soPath);
+  });
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(objPath, ec);
+    if (ec) {
+      error = "cannot write " + objPath.str().str() + ": " + ec.message();
+      return false;
+    }
+    llvm::legacy::PassManager pm;
+    if (tm->addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::ObjectFile)) {
+      error = "the target cannot emit object files";
+      return false;
+    }
+    pm.run(*llvmModule);
+  }
+  std::string linker = QF_LINKER_PATH;
+  if (!llvm::sys::fs::can_execute(linker)) {
+    auto found = llvm::sys::findProgramByName("ld.lld");
+    if (!found) {
+      error = "linker not found (" + linker + ", ld.lld); install lld";
+      return false;
+    }
+    linker = *found;
+  }
+  std::string linkError;
+  SmallVector<StringRef> args = {linker,  "-shared", "--no-undefined-version",
+                                 "-o",    soPath,    objPath};
+  int rc = llvm::sys::ExecuteAndWait(linker, args, std::nullopt, {}, 0, 0, &linkError);
+  if (rc != 0) {
+    error = "linking the shared object failed" +
+            (linkError.empty() ? std::string() : ": " + linkError);
+    return false;
+  }
+  auto buffer = llvm::MemoryBuffer::getFile(soPath, /*IsText=*/false);
+  if (!buffer) {
+    error = "cannot read the linked shared object";
+    return false;
+  }
+  out.bytes.assign((*buffer)->getBufferStart(), (*buffer)->getBufferEnd());
+  return true;
+}
+
+} // namespace qforge::codegen

@@ -1,0 +1,603 @@
+//===- GraphConverter.cpp - ONNX graph to graph IR ------------------------===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+//
+// The value map, the per-node context with its TOSA emission helpers, and
+// the walk that builds `func.func @main`.
+//
+//===----------------------------------------------------------------------===//
+
+#include "GraphConverter.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tosa/IR/TosaOps.h"
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/Verifier.h"
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/Path.h"
+
+#include <numeric>
+
+using namespace mlir;
+using namespace qforge::importer::detail;
+
+/// Tensors with at most this many elements become inline `dense` constants
+/// unless they are weights (initializers and what folds from them).
+static constexpr int64_t kMaxInlineElements = 16;
+
+static StringAttr getNameAttr(MLIRContext *ctx, StringRef name) {
+  return StringAttr::get(ctx, name);
+}
+
+//===----------------------------------------------------------------------===//
+// Operator table
+//===----------------------------------------------------------------------===//
+
+const OpTable &qforge::importer::detail::getOpTable() {
+  static const OpTable table = [] {
+    OpTable t;
+    registerElementwiseOps(t);
+    registerLinearOps(t);
+    registerShapeOps(t);
+    return t;
+  }();
+  return table;
+}
+
+//===----------------------------------------------------------------------===//
+// NodeContext
+//===----------------------------------------------------------------------===//
+
+NodeContext::NodeContext(GraphConverter &graph, const onnx::NodeProto &node,
+                         StringRef displayName, Location loc, int64_t opset)
+    : graph(graph), node(node), displayName(displayName), loc(loc),
+      opset(opset) {}
+
+OpBuilder &NodeContext::getBuilder() { return graph.getBuilder(); }
+
+StringRef NodeContext::getModelDir() const { return graph.getModelDir(); }
+
+LogicalResult NodeContext::fail(const Twine &message) {
+  return graph.fail("node '" + displayName + "' (" + node.op_type() +
+                    "): " + message);
+}
+
+bool NodeContext::hasInput(unsigned i) const {
+  return i < unsigned(node.input_size()) && !node.input(i).empty();
+}
+
+FailureOr<Value> NodeContext::getInput(unsigned i) {
+  if (!hasInput(i)) {
+    (void)fail("input " + Twine(i) + " is missing");
+    return failure();
+  }
+  return graph.lookup(node.input(i), "node '" + displayName + "' (" +
+                                         node.op_type() + "): input");
+}
+
+FailureOr<TypedValue<RankedTensorType>>
+NodeContext::getTensorInput(unsigned i) {
+  FailureOr<Value> value = getInput(i);
+  if (failed(value))
+    return failure();
+  auto type = dyn_cast<RankedTensorType>(value->getType());
+  if (!type || !type.hasStaticShape()) {
+    (void)fail("input '" + node.input(i) + "' has no static shape");
+    return failure();
+  }
+  return cast<TypedValue<RankedTensorType>>(*value);
+}
+
+const ConstTensor *NodeContext::getConstantInput(unsigned i) {
+  if (!hasInput(i))
+    return nullptr;
+  return graph.lookupConstant(node.input(i));
+}
+
+void NodeContext::setOutput(unsigned i, Value value) {
+  if (i < unsigned(node.output_size()) && !node.output(i).empty())
+    graph.bind(node.output(i), value);
+}
+
+void NodeContext::setConstantOutput(unsigned i, ConstTensor value) {
+  if (i < unsigned(node.output_size()) && !node.output(i).empty())
+    graph.bindConstant(node.output(i), std::move(value));
+}
+
+LogicalResult NodeContext::aliasOutput(unsigned i, unsigned j) {
+  if (i >= unsigned(node.output_size()) || node.output(i).empty())
+    return success();
+  return graph.alias(node.output(i), node.input(j),
+                     "node '" + displayName + "' (" + node.op_type() +
+                         "): input");
+}
+
+const onnx::AttributeProto *NodeContext::getAttr(StringRef name) const {
+  for (const onnx::AttributeProto &attr : node.attribute())
+    if (attr.name() == name)
+      return &attr;
+  return nullptr;
+}
+
+int64_t NodeContext::getIntAttr(StringRef name, int64_t defaultValue) const {
+  const onnx::AttributeProto *attr = getAttr(name);
+  return attr && attr->has_i() ? attr->i() : defaultValue;
+}
+
+float NodeContext::getFloatAttr(StringRef name, float defaultValue) const {
+  const onnx::AttributeProto *attr = getAttr(name);
+  return attr && attr->has_f() ? attr->f() : defaultValue;
+}
+
+std::optional<SmallVector<int64_t>>
+NodeContext::getIntsAttr(StringRef name) const {
+  const onnx::AttributeProto *attr = getAttr(name);
+  if (!attr)
+    return std::nullopt;
+  return SmallVector<int64_t>(attr->ints().begin(), attr->ints().end());
+}
+
+Value NodeContext::constShape(ArrayRef<int64_t> dims) {
+  OpBuilder &b = getBuilder();
+  int64_t rank = dims.size();
+  auto attr = DenseIntElementsAttr::get(
+      RankedTensorType::get({rank}, b.getIndexType()), dims);
+  return tosa::ConstShapeOp::create(
+      b, loc, tosa::shapeType::get(b.getContext(), rank), attr);
+}
+
+Value NodeContext::splat(Type elementType, double value,
+                         ArrayRef<int64_t> shape) {
+  OpBuilder &b = getBuilder();
+  auto type = RankedTensorType::get(shape, elementType);
+  Attribute element;
+  if (auto floatType = dyn_cast<FloatType>(elementType))
+    element = b.getFloatAttr(floatType, value);
+  else
+    element = b.getIntegerAttr(elementType, int64_t(value));
+  return tosa::ConstOp::create(b, loc, type,
+                               DenseElementsAttr::get(type, element));
+}
+
+Value NodeContext::constant(const ConstTensor &value, StringRef name) {
+  return graph.materialize(value, name, loc);
+}
+
+Value NodeContext::reshape(Value value, ArrayRef<int64_t> shape) {
+  auto type = cast<RankedTensorType>(value.getType());
+  if (type.getShape() == shape)
+    return value;
+  return tosa::ReshapeOp::create(getBuilder(), loc, type.clone(shape), value,
+                                 constShape(shape));
+}
+
+Value NodeContext::expandRank(Value value, int64_t rank) {
+  auto type = cast<RankedTensorType>(value.getType());
+  if (type.getRank() >= rank)
+    return value;
+  SmallVector<int64_t> shape(rank - type.getRank(), 1);
+  llvm::append_range(shape, type.getShape());
+  return reshape(value, shape);
+}
+
+Value NodeContext::broadcastTo(Value value, ArrayRef<int64_t> shape) {
+  auto type = cast<RankedTensorType>(value.getType());
+  if (type.getShape() == shape)
+    return value;
+  SmallVector<int64_t> multiples;
+  for (auto [have, want] : llvm::zip_equal(type.getShape(), shape))
+    multiples.push_back(have == want ? 1 : want);
+  return tosa::TileOp::create(getBuilder(), loc, type.clone(shape), value,
+                              constShape(multiples));
+}
+
+Value NodeContext::transpose(Value value, ArrayRef<int32_t> perms) {
+  auto type = cast<RankedTensorType>(value.getType());
+  SmallVector<int64_t> shape;
+  for (int32_t p : perms)
+    shape.push_back(type.getDimSize(p));
+  return tosa::TransposeOp::create(getBuilder(), loc, type.clone(shape), value,
+                                   perms);
+}
+
+Value NodeContext::zeroPoint(Type elementType) {
+  return splat(elementType, 0.0, {1});
+}
+
+Value NodeContext::matmul3D(Value a, Value b) {
+  auto aType = cast<RankedTensorType>(a.getType());
+  auto bType = cast<RankedTensorType>(b.getType());
+  auto type = aType.clone(
+      {aType.getDimSize(0), aType.getDimSize(1), bType.getDimSize(2)});
+  Value azp = zeroPoint(aType.getElementType());
+  Value bzp = aType.getElementType() == bType.getElementType()
+                  ? azp
+                  : zeroPoint(bType.getElementType());
+  return tosa::MatMulOp::create(getBuilder(), loc, type, a, b, azp, bzp);
+}
+
+FailureOr<SmallVector<int64_t>>
+NodeContext::broadcastShapes(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
+  size_t rank = std::max(a.size(), b.size());
+  SmallVector<int64_t> out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1) {
+      (void)fail("shapes " + formatShape(a) + " and " + formatShape(b) +
+                 " do not broadcast");
+      return failure();
+    }
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+FailureOr<Value> NodeContext::binary(Binary kind, Value a, Value b) {
+  auto aType = cast<RankedTensorType>(a.getType());
+  auto bType = cast<RankedTensorType>(b.getType());
+  if (aType.getElementType() != bType.getElementType()) {
+    std::string as, bs;
+    llvm::raw_string_ostream(as) << aType.getElementType();
+    llvm::raw_string_ostream(bs) << bType.getElementType();
+    (void)fail("operand element types differ: " + as + " and " + bs);
+    return failure();
+  }
+  FailureOr<SmallVector<int64_t>> shape =
+      broadcastShapes(aType.getShape(), bType.getShape());
+  if (failed(shape))
+    return failure();
+  int64_t rank = shape->size();
+  a = expandRank(a, rank);
+  b = expandRank(b, rank);
+  auto type = aType.clone(*shape);
+  Type elementType = aType.getElementType();
+  OpBuilder &builder = getBuilder();
+  switch (kind) {
+  case Binary::Add:
+    return Value(tosa::AddOp::create(builder, loc, type, a, b));
+  case Binary::Sub:
+    return Value(tosa::SubOp::create(builder, loc, type, a, b));
+  case Binary::Mul: {
+    auto shiftType = RankedTensorType::get({1}, builder.getI8Type());
+    Value shift = tosa::ConstOp::create(
+        builder, loc, shiftType,
+        DenseElementsAttr::get(shiftType, builder.getI8IntegerAttr(0)));
+    return Value(tosa::MulOp::create(builder, loc, type, a, b, shift));
+  }
+  case Binary::Div: {
+    if (isa<FloatType>(elementType)) {
+      // TOSA has no float division: a * (1 / b).
+      Value reciprocal = tosa::ReciprocalOp::create(
+          builder, loc, cast<RankedTensorType>(b.getType()), b);
+      return binary(Binary::Mul, a, reciprocal);
+    }
+    if (!elementType.isSignlessInteger(32)) {
+      (void)fail("integer division is supported for int32 only");
+      return failure();
+    }
+    return Value(tosa::IntDivOp::create(builder, loc, type, a, b));
+  }
+  case Binary::Max:
+    return Value(tosa::MaximumOp::create(builder, loc, type, a, b));
+  case Binary::Min:
+    return Value(tosa::MinimumOp::create(builder, loc, type, a, b));
+  case Binary::Pow:
+    return Value(tosa::PowOp::create(builder, loc, type, a, b));
+  }
+  llvm_unreachable("unknown binary kind");
+}
+
+//===----------------------------------------------------------------------===//
+// GraphConverter
+//===----------------------------------------------------------------------===//
+
+GraphConverter::GraphConverter(MLIRContext &ctx, onnx::ModelProto &model,
+                               StringRef path, int64_t opset,
+                               std::string &error)
+    : ctx(ctx), model(model), path(path.str()),
+      modelDir(llvm::sys::path::parent_path(path).str()), opset(opset),
+      error(error), builder(&ctx),
+      fileLoc(FileLineColLoc::get(&ctx, path, 0, 0)) {}
+
+LogicalResult GraphConverter::fail(const Twine &message) {
+  error = (path + ": " + message).str();
+  return failure();
+}
+
+GraphConverter::ValueEntry *GraphConverter::find(StringRef name) {
+  auto it = values.find(name);
+  if (it == values.end())
+    return nullptr;
+  if (!it->second.aliasOf.empty())
+    return find(it->second.aliasOf);
+  return &it->second;
+}
+
+FailureOr<Value> GraphConverter::lookup(StringRef name, const Twine &who) {
+  ValueEntry *entry = find(name);
+  if (!entry) {
+    (void)fail(who + " '" + name + "' is not defined");
+    return failure();
+  }
+  if (!entry->value) {
+    // Named after the tensor that holds the contents (an alias's target).
+    auto it = values.find(name);
+    while (!it->second.aliasOf.empty())
+      it = values.find(it->second.aliasOf);
+    StringRef key = it->first();
+    Location loc = NameLoc::get(getNameAttr(&ctx, key), fileLoc);
+    entry->value = materialize(*entry->constant, key, loc);
+  }
+  return entry->value;
+}
+
+const ConstTensor *GraphConverter::lookupConstant(StringRef name) {
+  ValueEntry *entry = find(name);
+  if (!entry || !entry->constant)
+    return nullptr;
+  return &*entry->constant;
+}
+
+LogicalResult GraphConverter::alias(StringRef name, StringRef existing,
+                                    const Twine &who) {
+  ValueEntry *entry = find(existing);
+  if (!entry)
+    return fail(who + " '" + existing + "' is not defined");
+  if (entry->value && !entry->constant) {
+    bind(name, entry->value);
+    return success();
+  }
+  auto it = values.find(existing);
+  while (!it->second.aliasOf.empty())
+    it = values.find(it->second.aliasOf);
+  ValueEntry aliasEntry;
+  aliasEntry.aliasOf = it->first().str();
+  values[name] = std::move(aliasEntry);
+  return success();
+}
+
+void GraphConverter::bind(StringRef name, Value value) {
+  values[name] = ValueEntry{value, std::nullopt, {}};
+}
+
+void GraphConverter::bindConstant(StringRef name, ConstTensor value) {
+  values[name] = ValueEntry{Value(), std::move(value), {}};
+}
+
+Value GraphConverter::materialize(const ConstTensor &value, StringRef name,
+                                  Location loc) {
+  RankedTensorType type = value.getType();
+  int64_t maxInline = value.isWeight() ? 1 : kMaxInlineElements;
+  ElementsAttr attr;
+  if (value.getNumElements() <= maxInline) {
+    if (type.getElementType().isInteger(1)) {
+      SmallVector<int64_t> ints = *value.getIntValues();
+      SmallVector<bool> bits;
+      for (int64_t v : ints)
+        bits.push_back(v != 0);
+      attr = DenseElementsAttr::get(type, bits);
+    } else {
+      attr = DenseElementsAttr::getFromRawBuffer(type, value.getBytes());
+    }
+  } else {
+    int64_t align = getElementByteWidth(type.getElementType());
+    attr = DenseResourceElementsAttr::get(
+        type, sanitizeResourceName(name),
+        HeapAsmResourceBlob::allocateAndCopyWithAlign(value.getBytes(), align,
+                                                      /*dataIsMutable=*/false));
+  }
+  auto op = tosa::ConstOp::create(builder, loc, type, attr);
+  op->setAttr("qf.name", getNameAttr(&ctx, name));
+  return op;
+}
+
+LogicalResult GraphConverter::declareInitializers() {
+  for (const onnx::TensorProto &init : model.graph().initializer()) {
+    std::string reason;
+    FailureOr<ConstTensor> tensor =
+        readTensorProto(&ctx, init, modelDir, reason);
+    if (failed(tensor))
+      return fail("initializer '" + init.name() + "' " + reason);
+    tensor->setWeight(true);
+    values[init.name()] = ValueEntry{Value(), std::move(*tensor), {}};
+  }
+  return success();
+}
+
+/// The static shape of a tensor type proto, reporting the first dimension
+/// that is symbolic or unknown.
+static FailureOr<SmallVector<int64_t>>
+getStaticShape(const onnx::TypeProto &type, std::string &dynamicDim) {
+  SmallVector<int64_t> shape;
+  const onnx::TensorShapeProto &proto = type.tensor_type().shape();
+  for (auto [i, dim] : llvm::enumerate(proto.dim())) {
+    if (dim.has_dim_value() && dim.dim_value() >= 0) {
+      shape.push_back(dim.dim_value());
+      continue;
+    }
+    dynamicDim =
+        dim.has_dim_param() ? "'" + dim.dim_param() + "'" : std::to_string(i);
+    return failure();
+  }
+  return shape;
+}
+
+LogicalResult
+GraphConverter::buildSignature(SmallVectorImpl<Type> &types,
+                               SmallVectorImpl<std::string> &names) {
+  for (const onnx::ValueInfoProto &input : model.graph().input()) {
+    if (values.count(input.name()))
+      continue; // an initializer listed as input (IR version < 4)
+    const onnx::TypeProto &type = input.type();
+    if (!type.has_tensor_type())
+      return fail("input '" + input.name() + "' is not a tensor");
+    Type elementType = getElementType(&ctx, type.tensor_type().elem_type());
+    if (!elementType)
+      return fail("input '" + input.name() + "' has unsupported element type " +
+                  getONNXTypeName(type.tensor_type().elem_type()));
+    if (!type.tensor_type().has_shape())
+      return fail("input '" + input.name() + "' has no shape; pass --shape " +
+                  input.name() + "=D0xD1x...");
+    std::string dynamicDim;
+    FailureOr<SmallVector<int64_t>> shape = getStaticShape(type, dynamicDim);
+    if (failed(shape)) {
+      // Suggest the fixed dimensions with 1 for every dynamic one.
+      SmallVector<int64_t> example;
+      for (const auto &dim : type.tensor_type().shape().dim())
+        example.push_back(
+            dim.has_dim_value() && dim.dim_value() > 0 ? dim.dim_value() : 1);
+      return fail("input '" + input.name() + "' has dynamic dimension " +
+                  dynamicDim + "; pass --shape " + input.name() + "=" +
+                  formatShape(example));
+    }
+    types.push_back(RankedTensorType::get(*shape, elementType));
+    names.push_back(input.name());
+  }
+  return success();
+}
+
+LogicalResult GraphConverter::checkInferredShapes(const onnx::NodeProto &node,
+                                                  const Twine &who) {
+  for (const std::string &output : node.output()) {
+    if (output.empty())
+      continue;
+    auto inferred = inferredTypes.find(output);
+    ValueEntry *bound = find(output);
+    if (inferred == inferredTypes.end() || !bound)
+      continue;
+    const onnx::TypeProto &proto = *inferred->second;
+    if (!proto.has_tensor_type() || !proto.tensor_type().has_shape())
+      continue;
+    std::string ignored;
+    FailureOr<SmallVector<int64_t>> expected = getStaticShape(proto, ignored);
+    if (failed(expected))
+      continue;
+    ArrayRef<int64_t> shape =
+        bound->constant
+            ? bound->constant->getShape()
+            : cast<RankedTensorType>(bound->value.getType()).getShape();
+    if (shape != ArrayRef<int64_t>(*expected))
+      return fail(who + ": output '" + output + "' has shape " +
+                  formatShape(shape) + " but the model declares " +
+                  formatShape(*expected));
+  }
+  return success();
+}
+
+/// "2" or "2 to 3".
+static std::string formatArity(unsigned min, unsigned max) {
+  return min == max ? std::to_string(min)
+                    : std::to_string(min) + " to " + std::to_string(max);
+}
+
+LogicalResult GraphConverter::convertNode(const onnx::NodeProto &node,
+                                          int index) {
+  std::string name =
+      node.name().empty() ? "#" + std::to_string(index) : node.name();
+  std::string who = "node '" + name + "' (" + node.op_type() + ")";
+  if (!node.domain().empty() && node.domain() != "ai.onnx")
+    return fail(who + ": unsupported operator (domain '" + node.domain() +
+                "')");
+  const OpTable &table = getOpTable();
+  auto it = table.find(node.op_type());
+  if (it == table.end())
+    return fail(who + ": unsupported operator");
+  const OpConverter &entry = it->second;
+  unsigned numInputs = node.input_size(), numOutputs = node.output_size();
+  if (numInputs < entry.minInputs || numInputs > entry.maxInputs)
+    return fail(who + ": expects " +
+                formatArity(entry.minInputs, entry.maxInputs) +
+                " inputs, got " + Twine(numInputs));
+  if (numOutputs < entry.minOutputs || numOutputs > entry.maxOutputs)
+    return fail(who + ": expects " +
+                formatArity(entry.minOutputs, entry.maxOutputs) +
+                " outputs, got " + Twine(numOutputs));
+
+  Location loc = NameLoc::get(getNameAttr(&ctx, name), fileLoc);
+  Block *block = builder.getInsertionBlock();
+  Operation *last = block->empty() ? nullptr : &block->back();
+
+  NodeContext context(*this, node, name, loc, opset);
+  if (failed(entry.convert(context)))
+    return failure();
+
+  for (const std::string &output : node.output())
+    if (!output.empty() && !values.count(output))
+      return fail(who + ": output '" + output + "' was not produced");
+
+  // Verify what this node created, so an error names the node.
+  std::string diagnostic;
+  ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &diag) {
+    if (diagnostic.empty() && diag.getSeverity() == DiagnosticSeverity::Error)
+      diagnostic = diag.str();
+    return success();
+  });
+  auto begin = last ? std::next(last->getIterator()) : block->begin();
+  for (Operation &op : llvm::make_range(begin, block->end()))
+    if (failed(verify(&op)))
+      return fail(who + ": invalid IR: " + diagnostic);
+  return checkInferredShapes(node, who);
+}
+
+OwningOpRef<ModuleOp> GraphConverter::convert() {
+  const onnx::GraphProto &graph = model.graph();
+  for (const onnx::ValueInfoProto &info : graph.value_info())
+    inferredTypes[info.name()] = &info.type();
+  for (const onnx::ValueInfoProto &info : graph.output())
+    inferredTypes[info.name()] = &info.type();
+
+  if (failed(declareInitializers()))
+    return nullptr;
+  SmallVector<Type> inputTypes;
+  SmallVector<std::string> inputNames;
+  if (failed(buildSignature(inputTypes, inputNames)))
+    return nullptr;
+
+  OwningOpRef<ModuleOp> module = ModuleOp::create(fileLoc);
+  builder.setInsertionPointToEnd(module->getBody());
+  auto func = func::FuncOp::create(builder, fileLoc, "main",
+                                   builder.getFunctionType(inputTypes, {}));
+  Block *body = func.addEntryBlock();
+  for (auto [i, name] : llvm::enumerate(inputNames)) {
+    BlockArgument arg = body->getArgument(i);
+    arg.setLoc(NameLoc::get(getNameAttr(&ctx, name), fileLoc));
+    bind(name, arg);
+  }
+  builder.setInsertionPointToEnd(body);
+
+  for (auto [i, node] : llvm::enumerate(graph.node()))
+    if (failed(convertNode(node, i)))
+      return nullptr;
+
+  SmallVector<Value> results;
+  SmallVector<Type> resultTypes;
+  for (const onnx::ValueInfoProto &output : graph.output()) {
+    FailureOr<Value> value = lookup(output.name(), "graph output");
+    if (failed(value))
+      return nullptr;
+    results.push_back(*value);
+    resultTypes.push_back(value->getType());
+  }
+  func::ReturnOp::create(builder, fileLoc, results);
+  func.setFunctionType(builder.getFunctionType(inputTypes, resultTypes));
+  for (auto [i, name] : llvm::enumerate(inputNames))
+    func.setArgAttr(i, "qf.name", getNameAttr(&ctx, name));
+  for (auto [i, output] : llvm::enumerate(graph.output()))
+    func.setResultAttr(i, "qf.name", getNameAttr(&ctx, output.name()));
+
+  std::string diagnostic;
+  ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &diag) {
+    if (diagnostic.empty() && diag.getSeverity() == DiagnosticSeverity::Error)
+      diagnostic = diag.str();
+    return success();
+  });
+  if (failed(verify(*module))) {
+    (void)fail("invalid IR: " + diagnostic);
+    return nullptr;
+  }
+  return module;
+}

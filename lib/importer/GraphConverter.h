@@ -1,0 +1,301 @@
+//===- GraphConverter.h - ONNX graph to graph IR (internal) -----*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+//
+// Internal interface of the importer. `GraphConverter` walks the nodes of an
+// ONNX graph in order and dispatches each one through an operator table to a
+// conversion function that sees the node through a `NodeContext`: typed
+// inputs, attributes, known constants, outputs, and helpers that emit TOSA
+// with numpy broadcasting, reshapes and constants.
+//
+// Adding an operator: write `LogicalResult convertFoo(NodeContext &)` in the
+// Ops*.cpp file of its family and add it to that file's register function.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QFORGE_LIB_IMPORTER_GRAPHCONVERTER_H
+#define QFORGE_LIB_IMPORTER_GRAPHCONVERTER_H
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "mlir/Support/LLVM.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/Twine.h"
+
+#include <onnx/onnx_pb.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qforge::importer::detail {
+
+//===----------------------------------------------------------------------===//
+// Types and constants
+//===----------------------------------------------------------------------===//
+
+/// The MLIR element type of an ONNX `TensorProto::DataType`, or null when the
+/// importer has none (strings, complex numbers).
+mlir::Type getElementType(mlir::MLIRContext *ctx, int32_t onnxType);
+
+/// The ONNX spelling of a data type, e.g. "FLOAT16".
+std::string getONNXTypeName(int32_t onnxType);
+
+/// Bytes per element in raw (little-endian) storage.
+int64_t getElementByteWidth(mlir::Type elementType);
+
+/// "1x4x3", "scalar" for rank 0.
+std::string formatShape(llvm::ArrayRef<int64_t> shape);
+
+/// A tensor whose contents are known at import time: an initializer, the
+/// value of a Constant node, or a value folded on the host. The bytes are
+/// little-endian raw storage; they either live in the ONNX model (which
+/// outlives the converter) or in storage the tensor shares.
+class ConstTensor {
+public:
+  ConstTensor() = default;
+  /// Views `bytes`, which must outlive every copy of this tensor.
+  ConstTensor(mlir::RankedTensorType type, llvm::ArrayRef<char> bytes);
+  /// Owns `data`.
+  ConstTensor(mlir::RankedTensorType type, std::vector<char> data);
+
+  mlir::RankedTensorType getType() const { return type; }
+  llvm::ArrayRef<int64_t> getShape() const { return type.getShape(); }
+  mlir::Type getElementType() const { return type.getElementType(); }
+  int64_t getNumElements() const { return type.getNumElements(); }
+  llvm::ArrayRef<char> getBytes() const { return bytes; }
+
+  /// Whether the contents are (derived from) a model initializer: a weight
+  /// is always emitted as a `dense_resource` blob, however small.
+  bool isWeight() const { return weight; }
+  void setWeight(bool value) { weight = value; }
+
+  /// Integer contents widened to int64; failure for a float tensor.
+  mlir::FailureOr<llvm::SmallVector<int64_t>> getIntValues() const;
+  /// Float contents as double; failure for an integer tensor.
+  mlir::FailureOr<llvm::SmallVector<double>> getFloatValues() const;
+  /// The contents with dimensions permuted (`perm[i]` is the source dimension
+  /// of result dimension i).
+  ConstTensor transposed(llvm::ArrayRef<int64_t> perm) const;
+  /// The same bytes under another static shape of equal element count.
+  ConstTensor reshaped(llvm::ArrayRef<int64_t> shape) const;
+
+private:
+  mlir::RankedTensorType type;
+  llvm::ArrayRef<char> bytes;
+  std::shared_ptr<const std::vector<char>> storage;
+  bool weight = false;
+};
+
+/// Reads a TensorProto (raw or typed fields, or external data relative to
+/// `modelDir`) into a ConstTensor. On failure sets `error` (no file prefix).
+mlir::FailureOr<ConstTensor> readTensorProto(mlir::MLIRContext *ctx,
+                                             const onnx::TensorProto &proto,
+                                             llvm::StringRef modelDir,
+                                             std::string &error);
+
+/// A valid MLIR resource key made from an ONNX tensor name.
+std::string sanitizeResourceName(llvm::StringRef name);
+
+//===----------------------------------------------------------------------===//
+// Conversion
+//===----------------------------------------------------------------------===//
+
+class GraphConverter;
+class NodeContext;
+
+/// Converts one ONNX node; reports failure through `NodeContext::fail`.
+using ConvertFn = mlir::LogicalResult (*)(NodeContext &);
+
+/// An entry of the operator table: the function and the arity it accepts
+/// (optional inputs count up to `maxInputs`; absent ones have empty names).
+struct OpConverter {
+  ConvertFn convert;
+  unsigned minInputs;
+  unsigned maxInputs;
+  unsigned minOutputs = 1;
+  unsigned maxOutputs = 1;
+};
+
+using OpTable = llvm::StringMap<OpConverter>;
+
+// Each family of operators registers itself (Ops*.cpp).
+void registerElementwiseOps(OpTable &table);
+void registerLinearOps(OpTable &table);
+void registerShapeOps(OpTable &table);
+
+/// The table of all supported operators of the default domain.
+const OpTable &getOpTable();
+
+/// What a conversion function sees of its node.
+class NodeContext {
+public:
+  NodeContext(GraphConverter &graph, const onnx::NodeProto &node,
+              llvm::StringRef displayName, mlir::Location loc, int64_t opset);
+
+  const onnx::NodeProto &getNode() const { return node; }
+  llvm::StringRef getOpType() const { return node.op_type(); }
+  int64_t getOpset() const { return opset; }
+  mlir::OpBuilder &getBuilder();
+  mlir::Location getLoc() const { return loc; }
+  mlir::MLIRContext *getContext() const { return loc.getContext(); }
+  /// The directory external data is relative to.
+  llvm::StringRef getModelDir() const;
+
+  /// Records "node 'n' (Op): <message>" as the import error; returns failure.
+  mlir::LogicalResult fail(const llvm::Twine &message);
+
+  //===--------------------------------------------------------------------===//
+  // Inputs and outputs
+  //===--------------------------------------------------------------------===//
+
+  unsigned getNumInputs() const { return node.input_size(); }
+  /// Whether input `i` is given (present with a non-empty name).
+  bool hasInput(unsigned i) const;
+  /// The SSA value of input `i` (materialising a constant if needed).
+  mlir::FailureOr<mlir::Value> getInput(unsigned i);
+  /// Like getInput, and fails unless the type is a statically shaped tensor.
+  mlir::FailureOr<mlir::TypedValue<mlir::RankedTensorType>>
+  getTensorInput(unsigned i);
+  /// The contents of input `i` when known at import time, else null.
+  const ConstTensor *getConstantInput(unsigned i);
+  /// The ONNX name of input `i`.
+  llvm::StringRef getInputName(unsigned i) const { return node.input(i); }
+
+  unsigned getNumOutputs() const { return node.output_size(); }
+  /// Binds output `i` to `value`.
+  void setOutput(unsigned i, mlir::Value value);
+  /// Binds output `i` to a host constant (materialised only when used).
+  void setConstantOutput(unsigned i, ConstTensor value);
+  /// Makes output `i` another name of input `j` (a constant stays one
+  /// constant, under its original name).
+  mlir::LogicalResult aliasOutput(unsigned i, unsigned j);
+
+  //===--------------------------------------------------------------------===//
+  // Attributes
+  //===--------------------------------------------------------------------===//
+
+  const onnx::AttributeProto *getAttr(llvm::StringRef name) const;
+  int64_t getIntAttr(llvm::StringRef name, int64_t defaultValue) const;
+  float getFloatAttr(llvm::StringRef name, float defaultValue) const;
+  std::optional<llvm::SmallVector<int64_t>>
+  getIntsAttr(llvm::StringRef name) const;
+
+  //===--------------------------------------------------------------------===//
+  // Emission helpers (all at this node's location)
+  //===--------------------------------------------------------------------===//
+
+  /// `tosa.const_shape` of `dims`.
+  mlir::Value constShape(llvm::ArrayRef<int64_t> dims);
+  /// Inline `tosa.const` of `shape` filled with `value`.
+  mlir::Value splat(mlir::Type elementType, double value,
+                    llvm::ArrayRef<int64_t> shape);
+  /// Materialises a host constant at this point (not cached).
+  mlir::Value constant(const ConstTensor &value, llvm::StringRef name);
+  /// `tosa.reshape` to `shape`; returns `value` when the shape is the same.
+  mlir::Value reshape(mlir::Value value, llvm::ArrayRef<int64_t> shape);
+  /// Reshapes to `rank` by prepending unit dimensions (numpy broadcasting).
+  mlir::Value expandRank(mlir::Value value, int64_t rank);
+  /// Repeats unit dimensions (`tosa.tile`) so `value` has `shape`; ranks must
+  /// agree and every dimension must be equal or 1.
+  mlir::Value broadcastTo(mlir::Value value, llvm::ArrayRef<int64_t> shape);
+  /// `tosa.transpose`.
+  mlir::Value transpose(mlir::Value value, llvm::ArrayRef<int32_t> perms);
+  /// Scalar zero point of `elementType` for `tosa.matmul`.
+  mlir::Value zeroPoint(mlir::Type elementType);
+  /// `tosa.matmul` of [B,M,K] x [B,K,N] -> [B,M,N].
+  mlir::Value matmul3D(mlir::Value a, mlir::Value b);
+
+  /// Numpy broadcast of two shapes; fails (with a message naming both) when
+  /// they are incompatible.
+  mlir::FailureOr<llvm::SmallVector<int64_t>>
+  broadcastShapes(llvm::ArrayRef<int64_t> a, llvm::ArrayRef<int64_t> b);
+
+  /// Emits a binary elementwise TOSA op with numpy broadcasting: checks the
+  /// element types agree, reshapes the lower-rank operand to equal rank and
+  /// computes the result type. `kind` selects the op.
+  enum class Binary { Add, Sub, Mul, Div, Max, Min, Pow };
+  mlir::FailureOr<mlir::Value> binary(Binary kind, mlir::Value a,
+                                      mlir::Value b);
+
+private:
+  GraphConverter &graph;
+  const onnx::NodeProto &node;
+  std::string displayName;
+  mlir::Location loc;
+  int64_t opset;
+};
+
+/// Builds `func.func @main` from an ONNX graph whose inputs have static
+/// shapes (after --shape overrides and shape inference).
+class GraphConverter {
+public:
+  GraphConverter(mlir::MLIRContext &ctx, onnx::ModelProto &model,
+                 llvm::StringRef path, int64_t opset, std::string &error);
+
+  mlir::OwningOpRef<mlir::ModuleOp> convert();
+
+  /// Records "<path>: <message>" as the error; returns failure.
+  mlir::LogicalResult fail(const llvm::Twine &message);
+
+  mlir::OpBuilder &getBuilder() { return builder; }
+  mlir::Location getFileLoc() const { return fileLoc; }
+  llvm::StringRef getModelDir() const { return modelDir; }
+
+  /// The SSA value of the ONNX tensor `name`; constants are materialised at
+  /// the insertion point on first use.
+  mlir::FailureOr<mlir::Value> lookup(llvm::StringRef name,
+                                      const llvm::Twine &who);
+  /// The host contents of `name` when known at import time, else null.
+  const ConstTensor *lookupConstant(llvm::StringRef name);
+  void bind(llvm::StringRef name, mlir::Value value);
+  void bindConstant(llvm::StringRef name, ConstTensor value);
+  /// Makes `name` refer to the same tensor as `existing`.
+  mlir::LogicalResult alias(llvm::StringRef name, llvm::StringRef existing,
+                            const llvm::Twine &who);
+
+  /// Emits a `tosa.const` for `value` named `name` (`qf.name`): a
+  /// `dense_resource` blob for weights of more than one element and for
+  /// other tensors of more than 16 elements, else an inline `dense`.
+  mlir::Value materialize(const ConstTensor &value, llvm::StringRef name,
+                          mlir::Location loc);
+
+private:
+  mlir::LogicalResult declareInitializers();
+  mlir::LogicalResult buildSignature(llvm::SmallVectorImpl<mlir::Type> &types,
+                                     llvm::SmallVectorImpl<std::string> &names);
+  mlir::LogicalResult convertNode(const onnx::NodeProto &node, int index);
+  mlir::LogicalResult checkInferredShapes(const onnx::NodeProto &node,
+                                          const llvm::Twine &who);
+
+  struct ValueEntry {
+    mlir::Value value;
+    std::optional<ConstTensor> constant;
+    /// Set for another name of a constant (Identity); the entry of that
+    /// name holds the value.
+    std::string aliasOf;
+  };
+  ValueEntry *find(llvm::StringRef name);
+
+  mlir::MLIRContext &ctx;
+  onnx::ModelProto &model;
+  std::string path;
+  std::string modelDir;
+  int64_t opset;
+  std::string &error;
+  mlir::OpBuilder builder;
+  mlir::Location fileLoc;
+  llvm::StringMap<ValueEntry> values;
+  /// Static shapes ONNX shape inference found (value_info, outputs).
+  llvm::StringMap<const onnx::TypeProto *> inferredTypes;
+};
+
+} // namespace qforge::importer::detail
+
+#endif // QFORGE_LIB_IMPORTER_GRAPHCONVERTER_H

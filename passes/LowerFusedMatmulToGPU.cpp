@@ -1,0 +1,121 @@
+//===- LowerFusedMatmulToGPU.cpp - GPU kernels for fused matmul --*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "qforge/Codegen/FusedMatmulKernel.h"
+
+#include "mlir/IR/SymbolTable.h"
+
+namespace qforge {
+#define GEN_PASS_DEF_LOWERFUSEDMATMULTOGPUPASS
+#include "passes/Passes.h.inc"
+} // namespace qforge
+
+using namespace mlir;
+using namespace qforge;
+
+namespace {
+constexpr int64_t kThreadsPerBlock = 128;
+
+struct LowerFusedMatmulToGPUPass
+    : public qforge::impl::LowerFusedMatmulToGPUPassBase<LowerFusedMatmulToGPUPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    MLIRContext *ctx = &getContext();
+    SmallVector<qf::FusedMatmulOp> ops;
+    module.walk([&](qf::FusedMatmulOp op) { ops.push_back(op); });
+
+    module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), UnitAttr::get(ctx));
+    OpBuilder b(ctx);
+    gpu::GPUModuleOp kernels;
+    if (!ops.empty()) {
+      b.setInsertionPointToEnd(module.getBody());
+      kernels = gpu::GPUModuleOp::create(b, module.getLoc(), "qf_kernels");
+    }
+    SymbolTable symbols(kernels ? kernels.getOperation() : module.getOperation());
+    for (qf::FusedMatmulOp op : ops) {
+      if (op.getResult()) {
+        op.emitOpError("must be bufferized before lowering to GPU kernels");
+        return signalPassFailure();
+      }
+      if (failed(lowerOne(b, op, kernels, symbols)))
+        return signalPassFailure();
+    }
+    // Host code holds device memory only: allocations, copies and frees go to the GPU.
+    module.walk([&](Operation *op) {
+      if (op->getParentOfType<gpu::GPUModuleOp>())
+        return;
+      b.setInsertionPoint(op);
+      if (auto alloc = dyn_cast<memref::AllocOp>(op)) {
+        auto dev = gpu::AllocOp::create(b, op->getLoc(), alloc.getType(), Type(),
+                                        ValueRange{}, alloc.getDynamicSizes(),
+                                        alloc.getSymbolOperands());
+        alloc.replaceAllUsesWith(dev.getMemref());
+        alloc.erase();
+      } else if (auto copy = dyn_cast<memref::CopyOp>(op)) {
+        gpu::MemcpyOp::create(b, op->getLoc(), Type(), ValueRange{}, copy.getTarget(),
+                              copy.getSource());
+        copy.erase();
+      } else if (auto dealloc = dyn_cast<memref::DeallocOp>(op)) {
+        gpu::DeallocOp::create(b, op->getLoc(), Type(), ValueRange{},
+                               dealloc.getMemref());
+        dealloc.erase();
+      }
+    });
+  }
+
+  /// Generates the kernel of `op` and replaces `op` with its launch.
+  LogicalResult lowerOne(OpBuilder &b, qf::FusedMatmulOp op, gpu::GPUModuleOp kernels,
+                         SymbolTable &symbols) {
+    Location loc = op.getLoc();
+    codegen::FusedMatmulBuffers buf = codegen::getFlattenedBuffers(b, op);
+    SmallVector<Value> args = buf.all();
+    for (Value v : args) {
+      auto type = cast<MemRefType>(v.getType());
+      if (!type.hasStaticShape() || !type.getLayout().isIdentity())
+        return op.emitOpError("GPU lowering needs static, contiguous buffers");
+    }
+    int64_t rowsM = cast<MemRefType>(buf.x.getType()).getDimSize(0);
+
+    // The kernel: one thread per output element; x indexes output channels, y rows.
+    OpBuilder kb(kernels.getBodyRegion());
+    kb.setInsertionPointToEnd(kernels.getBody());
+    auto fnType = kb.getFunctionType(ValueRange(args).getTypes(), {});
+    auto fn = gpu::GPUFuncOp::create(kb, loc, "fused_matmul", fnType);
+    fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), kb.getUnitAttr());
+    symbols.insert(fn);
+    Block &body = fn.getBody().front();
+    kb.setInsertionPointToStart(&body);
+    codegen::FusedMatmulBuffers kbuf = buf.rebind(body.getArguments());
+    Value bid = gpu::BlockIdOp::create(kb, loc, gpu::Dimension::x);
+    Value bdim = gpu::BlockDimOp::create(kb, loc, gpu::Dimension::x);
+    Value tid = gpu::ThreadIdOp::create(kb, loc, gpu::Dimension::x);
+    Value n = arith::AddIOp::create(kb, loc, arith::MulIOp::create(kb, loc, bid, bdim), tid);
+    Value m = gpu::BlockIdOp::create(kb, loc, gpu::Dimension::y);
+    Value inRange = arith::CmpIOp::create(
+        kb, loc, arith::CmpIPredicate::ult, n,
+        arith::ConstantIndexOp::create(kb, loc, buf.rows));
+    auto guard = scf::IfOp::create(kb, loc, inRange, /*withElseRegion=*/false);
+    {
+      OpBuilder::InsertionGuard g(kb);
+      kb.setInsertionPointToStart(guard.thenBlock());
+      codegen::emitOutputElement(kb, loc, kbuf, m, n);
+    }
+    gpu::ReturnOp::create(kb, loc);
+
+    // The launch.
+    b.setInsertionPoint(op);
+    auto c = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
+    int64_t gridX = (buf.rows + kThreadsPerBlock - 1) / kThreadsPerBlock;
+    gpu::LaunchFuncOp::create(b, loc, fn, gpu::KernelDim3{c(gridX), c(rowsM), c(1)},
+                              gpu::KernelDim3{c(kThreadsPerBlock), c(1), c(1)},
+                              /*dynamicSharedMemorySize=*/Value(), args);
+    op.erase();
+    return success();
+  }
+};
+} // namespace

@@ -1,0 +1,47 @@
+//===- LowerFusedMatmulToLoops.cpp - CPU lowering of fused matmul -*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "qforge/Codegen/FusedMatmulKernel.h"
+
+namespace qforge {
+#define GEN_PASS_DEF_LOWERFUSEDMATMULTOLOOPSPASS
+#include "passes/Passes.h.inc"
+} // namespace qforge
+
+using namespace mlir;
+using namespace qforge;
+
+namespace {
+struct LowerFusedMatmulToLoopsPass
+    : public qforge::impl::LowerFusedMatmulToLoopsPassBase<LowerFusedMatmulToLoopsPass> {
+  void runOnOperation() override {
+    SmallVector<qf::FusedMatmulOp> ops;
+    getOperation().walk([&](qf::FusedMatmulOp op) { ops.push_back(op); });
+    OpBuilder b(&getContext());
+    for (qf::FusedMatmulOp op : ops) {
+      if (op.getResult()) {
+        op.emitOpError("must be bufferized before lowering to loops");
+        return signalPassFailure();
+      }
+      codegen::FusedMatmulBuffers buf = codegen::getFlattenedBuffers(b, op);
+      Location loc = op.getLoc();
+      int64_t rowsM = cast<MemRefType>(buf.x.getType()).getDimSize(0);
+      Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+      Value one = arith::ConstantIndexOp::create(b, loc, 1);
+      Value m = arith::ConstantIndexOp::create(b, loc, rowsM);
+      Value n = arith::ConstantIndexOp::create(b, loc, buf.rows);
+      scf::ParallelOp::create(b, loc, ValueRange{zero, zero}, ValueRange{m, n},
+                              ValueRange{one, one},
+                              [&](OpBuilder &pb, Location pl, ValueRange iv) {
+                                codegen::emitOutputElement(pb, pl, buf, iv[0], iv[1]);
+                              });
+      op.erase();
+    }
+  }
+};
+} // namespace

@@ -1,0 +1,55 @@
+//===- Passes.h - qforge passes ----------------------------------*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QFORGE_PASSES_PASSES_H
+#define QFORGE_PASSES_PASSES_H
+
+#include "dialects/qf/QFDialect.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Tosa/IR/TosaOps.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassOptions.h"
+
+#include <memory>
+#include <string>
+
+namespace qforge {
+
+#define GEN_PASS_DECL
+#include "passes/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "passes/Passes.h.inc"
+
+/// Options of the lowering pipelines (graph IR with qf ops → LLVM dialect).
+struct LoweringOptions : public mlir::PassPipelineOptions<LoweringOptions> {
+  Option<std::string> target{*this, "target",
+                             llvm::cl::desc("cpu, or cuda for host code launching kernels"),
+                             llvm::cl::init("cpu")};
+  Option<std::string> chip{*this, "chip", llvm::cl::desc("NVIDIA architecture for cuda"),
+                           llvm::cl::init("sm_80")};
+};
+
+/// Graph IR (TOSA + qf, weights as arguments) → LLVM dialect for the CPU, or host LLVM
+/// dialect plus a gpu.binary holding PTX for CUDA.
+void buildLoweringPipeline(mlir::OpPassManager &pm, const LoweringOptions &options);
+
+/// Registers qforge's passes and pipelines (for qforge-opt and the compiler).
+void registerPasses();
+
+/// Registers the dialects and interfaces qforge's IR uses.
+void registerDialects(mlir::DialectRegistry &registry);
+
+} // namespace qforge
+
+#endif // QFORGE_PASSES_PASSES_H

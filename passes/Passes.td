@@ -1,0 +1,81 @@
+//===- Passes.td - qforge passes ----------------------------*- tablegen -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QFORGE_PASSES_TD
+#define QFORGE_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def QuantizeRTNPass : Pass<"qf-quantize-rtn", "::mlir::func::FuncOp"> {
+  let summary = "Rewrite linear weights with round-to-nearest quantization";
+  let description = [{
+    Finds every `tosa.matmul` whose right operand is a constant weight `[K, N]` (possibly
+    behind a `tosa.reshape`) and replaces it with `qf.dequantize` of packed codes and
+    scales (and zero points), transposed back to `[K, N]`. Codes, scales and zero points
+    are `dense_resource` constants. Each `qf.dequantize` records the layer name
+    (`qf.layer`) and the relative weight error ‖W − Ŵ‖/‖W‖ (`qf.weight_error`).
+  }];
+  let options = [
+    Option<"bits", "bits", "unsigned", "4", "Code width: 2, 3, 4 or 8">,
+    Option<"groupSize", "group-size", "int64_t", "128",
+           "Input channels per scale; -1 per channel, 0 per tensor">,
+    Option<"symmetric", "symmetric", "bool", "true",
+           "Symmetric codes (no zero points); false stores a zero point per scale">,
+  ];
+  let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
+}
+
+def FuseDequantMatmulPass : Pass<"qf-fuse-dequant-matmul", "::mlir::func::FuncOp"> {
+  let summary = "Fuse dequantize, transpose, matmul and bias add into qf.fused_matmul";
+  let description = [{
+    Rewrites `tosa.matmul(x, reshape(transpose(qf.dequantize ...)))`, optionally through
+    `qf.sparse_outliers`, into `qf.fused_matmul`, then folds a following bias
+    `tosa.add` of a constant broadcast along the last dimension into its `bias` operand.
+  }];
+  let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tensor::TensorDialect"];
+}
+
+def ExternalizeWeightsPass : Pass<"qf-externalize-weights", "::mlir::ModuleOp"> {
+  let summary = "Turn weight constants of @main into arguments bound to their data";
+  let description = [{
+    Every `dense_resource` constant (and every dense constant of at least `min-elements`
+    elements) used in the entry function becomes a new leading argument of that function
+    carrying the data as the argument attribute `qf.weight`. The module emitter stores
+    these as file sections that the runtime maps and passes in, so native code never
+    embeds weights.
+  }];
+  let options = [
+    Option<"entry", "entry", "std::string", "\"main\"", "Entry function">,
+    Option<"minElements", "min-elements", "int64_t", "256",
+           "Dense (non-resource) constants with fewer elements stay inline">,
+  ];
+}
+
+def LowerFusedMatmulToLoopsPass : Pass<"qf-lower-fused-matmul-to-loops", "::mlir::func::FuncOp"> {
+  let summary = "Lower buffer-form qf.fused_matmul to loops for the CPU";
+  let description = [{
+    Replaces each `qf.fused_matmul` on memrefs by `scf` loops: parallel over rows and
+    output channels, then per group: unpack codes, accumulate x·(code − zero) and scale
+    once per group, add the CSR outliers and the bias.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::memref::MemRefDialect"];
+}
+
+def LowerFusedMatmulToGPUPass : Pass<"qf-lower-fused-matmul-to-gpu", "::mlir::ModuleOp"> {
+  let summary = "Lower buffer-form qf.fused_matmul to generated GPU kernels";
+  let description = [{
+    Replaces each `qf.fused_matmul` on memrefs by a `gpu.launch_func` of a kernel
+    specialised for its shape and scheme, generated into `gpu.module @qf_kernels`.
+    Buffers the host function allocates become `gpu.alloc`/`gpu.dealloc`: the host code
+    works on device memory only and merely launches kernels.
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect", "::mlir::NVVM::NVVMDialect",
+                           "::mlir::scf::SCFDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::memref::MemRefDialect"];
+}
+
+#endif // QFORGE_PASSES_TD

@@ -1,0 +1,89 @@
+//===- Pipelines.cpp - qforge pass pipelines and registration ---*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/GPU/Pipelines/Passes.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/Tosa/Transforms/Passes.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+
+void qforge::buildLoweringPipeline(OpPassManager &pm, const LoweringOptions &options) {
+  // Graph IR → linalg on tensors (upstream TOSA lowering).
+  OpPassManager &fpm = pm.nest<func::FuncOp>();
+  fpm.addPass(tosa::createTosaToLinalgNamed());
+  fpm.addPass(tosa::createTosaToLinalg());
+  fpm.addPass(createTosaToArithPass());
+  fpm.addPass(createTosaToTensorPass());
+  pm.addPass(createCanonicalizerPass());
+
+  // Tensors → buffers; results become caller-provided output buffers.
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  bufferization::BufferResultsToOutParamsPassOptions outParams;
+  outParams.hoistStaticAllocs = true;
+  outParams.modifyPublicFunctions = true;
+  pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+  bufferization::BufferDeallocationPipelineOptions dealloc;
+  bufferization::buildBufferDeallocationPipeline(pm, dealloc);
+  pm.addPass(createCanonicalizerPass());
+
+  if (options.target == "cuda") {
+    pm.addPass(createLowerFusedMatmulToGPUPass());
+    // gpu-to-llvm lowers allocations and copies in their asynchronous form.
+    pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
+    gpu::GPUToNVVMPipelineOptions nvvm;
+    nvvm.cubinChip = options.chip;
+    nvvm.cubinFeatures = "+ptx80";
+    nvvm.cubinFormat = "isa";
+    gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+    return;
+  }
+
+  pm.addNestedPass<func::FuncOp>(createLowerFusedMatmulToLoopsPass());
+  pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(createConvertControlFlowToLLVMPass());
+  pm.addPass(createConvertIndexToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
+void qforge::registerPasses() {
+  registerQFPasses();
+  PassPipelineRegistration<LoweringOptions>(
+      "qf-lower", "Lower graph IR with qf ops to the LLVM dialect (cpu or cuda)",
+      buildLoweringPipeline);
+}
+
+void qforge::registerDialects(DialectRegistry &registry) {
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  // gpu-module-to-binary translates kernels to LLVM IR inside the pass.
+  registerAllToLLVMIRTranslations(registry);
+  registry.insert<qf::QFDialect>();
+  qf::registerBufferizableOpInterfaceExternalModels(registry);
+}

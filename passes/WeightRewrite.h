@@ -1,0 +1,69 @@
+//===- WeightRewrite.h - Finding and rewriting linear weights ----*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+//
+// Shared by the quantization passes: they find the constant weights of linear layers
+// in graph IR, hand them (as N x K row-major matrices) to lib/quant, and replace them
+// with qf.dequantize of the resulting codes.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QFORGE_PASSES_WEIGHTREWRITE_H
+#define QFORGE_PASSES_WEIGHTREWRITE_H
+
+#include "dialects/qf/QFDialect.h"
+#include "qforge/Quant/Scheme.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tosa/IR/TosaOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+
+#include <string>
+#include <vector>
+
+namespace qforge {
+
+/// A linear layer `x · W` of graph IR whose weight W[K, N] is a float constant.
+struct LinearWeight {
+  mlir::tosa::MatMulOp matmul;
+  int64_t rows = 0; // N, output channels
+  int64_t cols = 0; // K, input channels
+  std::string name;
+  /// The weight as an N x K row-major matrix (one row per output channel).
+  std::vector<float> weight;
+};
+
+/// Finds the linear layers of `func` with constant f32 weights, in program order.
+std::vector<LinearWeight> findConstantLinears(mlir::func::FuncOp func);
+
+/// Creates a `tosa.const` holding `data` as a dense_resource blob named after `name`,
+/// with `name` also in its `qf.name` attribute.
+template <typename T>
+mlir::Value createResourceConst(mlir::OpBuilder &b, mlir::Location loc,
+                                llvm::StringRef name, llvm::ArrayRef<T> data,
+                                llvm::ArrayRef<int64_t> shape, mlir::Type elementType);
+
+/// The quantized form of a weight: qf operands and scheme.
+struct QuantizedWeight {
+  qf::SchemeAttr scheme;
+  mlir::Value codes, scales, zeroPoints, lut;
+};
+
+/// Replaces the weight operand of `linear.matmul` with the decoded quantized weight:
+/// qf.dequantize → tosa.transpose → tosa.reshape to [1, K, N]. Returns the dequantize op,
+/// tagged with `qf.layer`. Dead weight constants are erased.
+qf::DequantizeOp replaceWithDequantized(mlir::OpBuilder &b, LinearWeight &linear,
+                                        const QuantizedWeight &q);
+
+/// The lib/quant view of an affine qf scheme.
+quant::Scheme toQuantScheme(qf::SchemeAttr scheme);
+
+/// Makes `name` usable as a resource blob key.
+std::string sanitizeName(llvm::StringRef name);
+
+} // namespace qforge
+
+#endif // QFORGE_PASSES_WEIGHTREWRITE_H

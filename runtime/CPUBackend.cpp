@@ -1,0 +1,95 @@
+//===- CPUBackend.cpp - Running a module's CPU code -------------*- C++ -*-===//
+//
+// Part of the qforge project.
+//
+//===----------------------------------------------------------------------===//
+//
+// Loads the `code.cpu` shared object of a module from memory and calls its
+// entry point with descriptors over the mapped weights, the caller's inputs
+// and freshly allocated outputs.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qforge/Runtime/Runtime.h"
+
+using namespace qforge;
+using namespace qforge::rt;
+using qfm::ArgInfo;
+using qfm::ArgRole;
+
+namespace {
+using EntryFn = void (*)(void **);
+
+class CPUBackend final : public Backend {
+public:
+  CPUBackend(std::shared_ptr<const Module> module,
+             const qfm::TargetInfo &target,
+             std::unique_ptr<SharedObject> object, EntryFn entry)
+      : module(std::move(module)), target(target), object(std::move(object)),
+        entry(entry) {}
+
+  std::string description() const override {
+    return "cpu (" +
+           (target.cpu.empty() ? std::string("generic") : target.cpu) + ")";
+  }
+
+  bool run(const std::vector<const HostTensor *> &inputs,
+           const std::vector<HostTensor *> &outputs,
+           std::string &err) override {
+    const qfm::Manifest &m = module->manifest();
+    MemRefArgs args;
+    size_t nextInput = 0, nextOutput = 0;
+    for (const ArgInfo &a : m.args) {
+      void *data = nullptr;
+      switch (a.role) {
+      case ArgRole::Weight:
+        data =
+            const_cast<uint8_t *>(module->file().findSection(a.section)->data);
+        break;
+      case ArgRole::Input:
+        data = const_cast<void *>(inputs.at(nextInput++)->data());
+        break;
+      case ArgRole::Output:
+        data = outputs.at(nextOutput++)->data();
+        break;
+      }
+      args.add(data, a.shape);
+    }
+    entry(args.data());
+    return true;
+  }
+
+private:
+  std::shared_ptr<const Module> module;
+  const qfm::TargetInfo &target;
+  std::unique_ptr<SharedObject> object;
+  EntryFn entry;
+};
+} // namespace
+
+std::unique_ptr<Backend>
+rt::createCPUBackend(std::shared_ptr<const Module> module,
+                     const qfm::TargetInfo &target, std::string &err) {
+  std::vector<std::string> missing = missingCPUFeatures(target);
+  if (!missing.empty()) {
+    err = "module needs CPU feature '" + missing.front() +
+          "', which this CPU lacks";
+    return nullptr;
+  }
+  const qfm::File::Section *library =
+      module->file().findSection(target.library);
+  if (!library) {
+    err = "no section '" + target.library + "'";
+    return nullptr;
+  }
+  std::unique_ptr<SharedObject> object = SharedObject::load(
+      library->data, library->size, "section '" + target.library + "'", err);
+  if (!object)
+    return nullptr;
+  void *symbol = object->symbol(target.symbol, err);
+  if (!symbol)
+    return nullptr;
+  return std::make_unique<CPUBackend>(std::move(module), target,
+                                      std::move(object),
+                                      reinterpret_cast<EntryFn>(symbol));
+}

@@ -1,0 +1,25 @@
+"""Runs every GoogleTest binary in a folder and prints the combined counts."""
+import os
+import re
+import subprocess
+import sys
+
+folder = sys.argv[1]
+passed = failed = 0
+for name in sorted(os.listdir(folder)):
+    exe = os.path.join(folder, name)
+    if not os.access(exe, os.X_OK) or os.path.isdir(exe):
+        continue
+    proc = subprocess.run([exe, "--gtest_brief=1"], capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    ran = re.search(r"\[==========\] (\d+) tests? from", out)
+    bad = re.search(r"\[  FAILED  \] (\d+) tests?", out)
+    n_ran = int(ran.group(1)) if ran else 0
+    n_bad = int(bad.group(1)) if bad else (0 if proc.returncode == 0 else max(n_ran, 1))
+    passed += n_ran - n_bad
+    failed += n_bad
+    print(f"{name}: {n_ran - n_bad} passed, {n_bad} failed")
+    if proc.returncode != 0:
+        print(out)
+print(f"unit tests: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)

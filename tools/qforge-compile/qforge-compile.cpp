@@ -1,0 +1,94 @@
+//===- qforge-compile.cpp - Compile an ONNX model to a .qfm module -*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qforge/Compiler/Compiler.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace llvm;
+
+static cl::OptionCategory category("qforge-compile options");
+static cl::opt<std::string> input(cl::Positional, cl::desc("<model.onnx>"), cl::Required,
+                                  cl::cat(category));
+static cl::opt<std::string> output("o", cl::desc("Output module (.qfm)"),
+                                   cl::value_desc("file"), cl::Required, cl::cat(category));
+static cl::opt<std::string> method("method", cl::desc("Quantization method: none, rtn"),
+                                   cl::init("rtn"), cl::cat(category));
+static cl::opt<unsigned> bits("bits", cl::desc("Code width: 2, 3, 4 or 8"), cl::init(4),
+                              cl::cat(category));
+static cl::opt<int64_t> groupSize("group-size",
+                                  cl::desc("Input channels per scale; -1 per channel, "
+                                           "0 per tensor"),
+                                  cl::init(128), cl::cat(category));
+static cl::opt<bool> sym("sym", cl::desc("Symmetric codes (--sym=false stores zero points)"),
+                         cl::init(true), cl::cat(category));
+static cl::opt<std::string> target("target",
+                                   cl::desc("Comma-separated targets: cpu, cuda:sm_80, "
+                                            "cuda:sm_90"),
+                                   cl::init("cpu"), cl::cat(category));
+static cl::opt<std::string> cpu("cpu",
+                                cl::desc("CPU to generate code for: native or an LLVM CPU "
+                                         "name (x86-64-v3 is portable to AVX2 machines)"),
+                                cl::init("native"), cl::cat(category));
+static cl::list<std::string> shapes("shape", cl::desc("Static input shape, name=1x256"),
+                                    cl::value_desc("name=DxD"), cl::cat(category));
+static cl::opt<bool> printIR("print-ir-after-all",
+                            cl::desc("Print the IR after every pass (large constants elided)"),
+                            cl::cat(category));
+static cl::opt<std::string> dumpIR("dump-ir",
+                                   cl::desc("Write the IR after every pass to DIR/NN-pass.mlir"),
+                                   cl::value_desc("dir"), cl::cat(category));
+static cl::opt<std::string> emitPTX("emit-ptx", cl::desc("Also write the PTX of each CUDA "
+                                                         "target to DIR"),
+                                    cl::value_desc("dir"), cl::cat(category));
+static cl::opt<bool> quiet("quiet", cl::desc("Print nothing on success"), cl::cat(category));
+
+static int fail(const std::string &message) {
+  errs() << "qforge-compile: error: " << message << "\n";
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(argc, argv, "qforge ahead-of-time quantizing compiler\n");
+
+  qforge::CompileOptions options;
+  options.input = input;
+  options.output = output;
+  options.method = method;
+  options.bits = bits;
+  options.groupSize = groupSize;
+  options.symmetric = sym;
+  options.cpu = cpu;
+  options.printIRAfterAll = printIR;
+  options.dumpIRDir = dumpIR;
+  options.emitPTXDir = emitPTX;
+  options.quiet = quiet;
+  std::string error;
+  if (!qforge::parseTargets(target, options.targets, error))
+    return fail(error);
+  for (StringRef spec : shapes) {
+    auto [name, dims] = spec.split('=');
+    std::vector<int64_t> shape;
+    SmallVector<StringRef> parts;
+    dims.split(parts, 'x');
+    for (StringRef d : parts) {
+      int64_t v;
+      if (d.getAsInteger(10, v) || v <= 0)
+        return fail("bad --shape '" + spec.str() + "' (expected name=1x256)");
+      shape.push_back(v);
+    }
+    if (name.empty() || shape.empty())
+      return fail("bad --shape '" + spec.str() + "' (expected name=1x256)");
+    options.import.shapes[name.str()] = shape;
+  }
+  if (!qforge::compileModel(options, error))
+    return fail(error);
+  return 0;
+}

@@ -1,0 +1,490 @@
+//===- qforge-run.cpp - Run a compiled qforge module ------------*- C++ -*-===//
+//
+// Part of the qforge project.
+//
+//===----------------------------------------------------------------------===//
+//
+//   qforge-run model.qfm --input x=x.npy --output y.npy [--device
+//   auto|cpu|cuda] qforge-run model.qfm info
+//
+// Every failure prints one line, "qforge-run: error: ...", and exits with
+// status 1; output files are written whole or not at all.
+//
+// Subcommands are rows of the `kCommands` table: a name, a summary, the
+// options it accepts and the function that runs it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qforge/Runtime/Runtime.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+using namespace qforge;
+using namespace qforge::rt;
+
+namespace {
+
+/// Any failure: main prints it as one line and exits with status 1.
+struct Failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+//===----------------------------------------------------------------------===//
+// Command-line parsing
+//===----------------------------------------------------------------------===//
+
+struct OptionSpec {
+  const char *name;    ///< Without the leading "--".
+  const char *metavar; ///< Null for a flag without a value.
+  bool repeatable;
+  const char *help;
+};
+
+/// The parsed options of one subcommand.
+class Options {
+public:
+  bool has(const std::string &name) const { return values.count(name) != 0; }
+  const std::vector<std::string> &all(const std::string &name) const {
+    static const std::vector<std::string> none;
+    auto it = values.find(name);
+    return it == values.end() ? none : it->second;
+  }
+  std::string get(const std::string &name, const std::string &fallback) const {
+    auto it = values.find(name);
+    return it == values.end() ? fallback : it->second.back();
+  }
+
+  std::map<std::string, std::vector<std::string>> values;
+  std::vector<std::string> positionals;
+};
+
+struct Command;
+using CommandFn = int (*)(const Command &, const std::string &modulePath,
+                          const Options &);
+
+struct Command {
+  const char *name;
+  const char *summary;
+  std::vector<OptionSpec> options;
+  CommandFn run;
+};
+
+Options parseOptions(const Command &command,
+                     const std::vector<std::string> &args) {
+  Options result;
+  bool optionsEnded = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string &arg = args[i];
+    if (arg == "--" && !optionsEnded) {
+      optionsEnded = true;
+      continue;
+    }
+    if (optionsEnded || arg.size() < 2 || arg[0] != '-') {
+      result.positionals.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(arg[1] == '-' ? 2 : 1);
+    std::string value;
+    bool inlineValue = false;
+    size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      inlineValue = true;
+    }
+    const OptionSpec *spec = nullptr;
+    for (const OptionSpec &o : command.options)
+      if (name == o.name)
+        spec = &o;
+    if (!spec)
+      throw Failure("unknown option '" + arg + "' for '" + command.name +
+                    "' (see qforge-run --help)");
+    if (spec->metavar && !inlineValue) {
+      if (i + 1 >= args.size())
+        throw Failure("option '--" + name + "' needs a value (" +
+                      spec->metavar + ")");
+      value = args[++i];
+    } else if (!spec->metavar && inlineValue) {
+      throw Failure("option '--" + name + "' takes no value");
+    }
+    auto &slot = result.values[name];
+    if (!slot.empty() && !spec->repeatable)
+      throw Failure("option '--" + name + "' given more than once");
+    slot.push_back(value);
+  }
+  return result;
+}
+
+std::string usage();
+
+//===----------------------------------------------------------------------===//
+// Crash guard
+//===----------------------------------------------------------------------===//
+
+/// While compiled code runs, a crash ends the process with one line instead
+/// of a core dump.
+class CrashGuard {
+public:
+  CrashGuard() {
+    struct sigaction action;
+    std::memset(&action, 0, sizeof(action));
+    action.sa_handler = &CrashGuard::handler;
+    sigemptyset(&action.sa_mask);
+    for (size_t i = 0; i < kCount; ++i)
+      sigaction(kSignals[i], &action, &saved[i]);
+  }
+  ~CrashGuard() {
+    for (size_t i = 0; i < kCount; ++i)
+      sigaction(kSignals[i], &saved[i], nullptr);
+  }
+
+private:
+  static constexpr int kSignals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+  static constexpr size_t kCount = sizeof(kSignals) / sizeof(kSignals[0]);
+  struct sigaction saved[kCount];
+
+  static void handler(int signal) {
+    const char *what = signal == SIGSEGV  ? "a segmentation fault"
+                       : signal == SIGBUS ? "a bus error"
+                       : signal == SIGILL ? "an illegal instruction"
+                                          : "an arithmetic exception";
+    const char *prefix = "qforge-run: error: the module's code crashed with ";
+    const char *suffix = " (no output was written)\n";
+    ssize_t ignored = ::write(2, prefix, std::strlen(prefix));
+    ignored = ::write(2, what, std::strlen(what));
+    ignored = ::write(2, suffix, std::strlen(suffix));
+    (void)ignored;
+    ::_exit(1);
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Helpers
+//===----------------------------------------------------------------------===//
+
+std::shared_ptr<Module> loadModule(const std::string &path) {
+  std::string err;
+  std::shared_ptr<Module> module = Module::load(path, err);
+  if (!module)
+    throw Failure(err);
+  return module;
+}
+
+float halfToFloat(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000) << 16;
+  uint32_t exponent = (h >> 10) & 0x1f;
+  uint32_t mantissa = h & 0x3ff;
+  uint32_t bits;
+  if (exponent == 0) {
+    if (mantissa == 0) {
+      bits = sign;
+    } else { // subnormal: renormalize
+      exponent = 127 - 15 + 1;
+      while (!(mantissa & 0x400)) {
+        mantissa <<= 1;
+        --exponent;
+      }
+      bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
+    }
+  } else if (exponent == 31) {
+    bits = sign | 0x7f800000u | (mantissa << 13);
+  } else {
+    bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+float bf16ToFloat(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+std::string formatElement(const HostTensor &t, int64_t i) {
+  char buf[48];
+  switch (t.dtype) {
+  case DType::F32:
+    std::snprintf(buf, sizeof(buf), "%.6g", t.dataAs<float>()[i]);
+    break;
+  case DType::F64:
+    std::snprintf(buf, sizeof(buf), "%.6g", t.dataAs<double>()[i]);
+    break;
+  case DType::F16:
+    std::snprintf(buf, sizeof(buf), "%.5g",
+                  halfToFloat(t.dataAs<uint16_t>()[i]));
+    break;
+  case DType::BF16:
+    std::snprintf(buf, sizeof(buf), "%.4g",
+                  bf16ToFloat(t.dataAs<uint16_t>()[i]));
+    break;
+  case DType::I8:
+    return std::to_string(t.dataAs<int8_t>()[i]);
+  case DType::U8:
+    return std::to_string(t.dataAs<uint8_t>()[i]);
+  case DType::I16:
+    return std::to_string(t.dataAs<int16_t>()[i]);
+  case DType::I32:
+    return std::to_string(t.dataAs<int32_t>()[i]);
+  case DType::I64:
+    return std::to_string(t.dataAs<int64_t>()[i]);
+  case DType::I1:
+    return t.dataAs<uint8_t>()[i] ? "true" : "false";
+  }
+  return buf;
+}
+
+/// "f32 [1,8] = [0.1, 0.2, ..., 0.8]" (at most 8 values).
+std::string preview(const HostTensor &t) {
+  std::string s = t.typeString() + " = [";
+  int64_t n = t.numElements();
+  const int64_t shown = 8;
+  for (int64_t i = 0; i < n && i < shown; ++i)
+    s += (i ? ", " : "") + formatElement(t, i);
+  if (n > shown)
+    s += ", ... (" + std::to_string(n) + " values)";
+  return s + "]";
+}
+
+/// Splits "name=file" when `name` is one of `names`; with a single name the
+/// prefix may be omitted.
+std::pair<std::string, std::string>
+splitNamed(const std::string &spec, const char *option,
+           const std::vector<const qfm::ArgInfo *> &args) {
+  size_t eq = spec.find('=');
+  if (eq != std::string::npos) {
+    std::string name = spec.substr(0, eq);
+    for (const qfm::ArgInfo *a : args)
+      if (a->name == name)
+        return {name, spec.substr(eq + 1)};
+  }
+  // With a single argument the name may be left out, unless the text looks
+  // like "name=file" with a wrong name and no such file exists.
+  if (args.size() == 1 &&
+      (eq == std::string::npos || ::access(spec.c_str(), F_OK) == 0))
+    return {args.front()->name, spec};
+  std::string names;
+  for (const qfm::ArgInfo *a : args)
+    names += (names.empty() ? "" : ", ") + a->name;
+  if (eq != std::string::npos)
+    throw Failure(std::string("--") + option + " '" + spec +
+                  "': the module has no " + option + " named '" +
+                  spec.substr(0, eq) + "' (its " + option +
+                  "s: " + (names.empty() ? "none" : names) + ")");
+  throw Failure(std::string("--") + option + " '" + spec + "': name the " +
+                option + " (name=file); the module's " + option +
+                "s: " + (names.empty() ? "none" : names));
+}
+
+//===----------------------------------------------------------------------===//
+// Subcommands
+//===----------------------------------------------------------------------===//
+
+int runMain(const Command &, const std::string &modulePath,
+            const Options &options) {
+  if (!options.positionals.empty())
+    throw Failure("unexpected argument '" + options.positionals.front() +
+                  "' (see qforge-run --help)");
+  DeviceKind device;
+  std::string deviceName = options.get("device", "auto");
+  if (!parseDeviceKind(deviceName, device))
+    throw Failure("unknown device '" + deviceName +
+                  "' (expected auto, cpu or cuda)");
+
+  std::shared_ptr<Module> module = loadModule(modulePath);
+  std::vector<const qfm::ArgInfo *> inputArgs = module->inputs();
+  std::vector<const qfm::ArgInfo *> outputArgs = module->outputs();
+
+  // Check every name and file name before running anything.
+  std::map<std::string, std::string> inputFiles, outputFiles;
+  for (const std::string &spec : options.all("input")) {
+    auto [name, file] = splitNamed(spec, "input", inputArgs);
+    if (!isTensorFileName(file))
+      throw Failure(file + ": unknown tensor file type (expected a .npy or "
+                           ".pb file)");
+    if (!inputFiles.emplace(name, file).second)
+      throw Failure("input '" + name + "' given more than once");
+  }
+  for (const std::string &spec : options.all("output")) {
+    auto [name, file] = splitNamed(spec, "output", outputArgs);
+    if (!isTensorFileName(file))
+      throw Failure(file + ": unknown tensor file type (expected a .npy or "
+                           ".pb file)");
+    if (!outputFiles.emplace(name, file).second)
+      throw Failure("output '" + name + "' given more than once");
+    size_t slash = file.rfind('/');
+    std::string dir =
+        slash == std::string::npos ? "." : file.substr(0, slash + 1);
+    if (::access(dir.c_str(), W_OK) != 0)
+      throw Failure(file + ": cannot write: " + std::strerror(errno));
+  }
+
+  std::string err;
+  TensorMap inputs;
+  for (const auto &[name, file] : inputFiles) {
+    HostTensor t;
+    if (!readTensorFile(file, t, err))
+      throw Failure(err);
+    inputs.emplace(name, std::move(t));
+  }
+
+  std::unique_ptr<Session> session = Session::create(module, device, err);
+  if (!session)
+    throw Failure(err);
+  if (options.has("verbose"))
+    std::fprintf(stderr, "qforge-run: running %s on %s\n", modulePath.c_str(),
+                 session->description().c_str());
+
+  TensorMap outputs;
+  bool ok;
+  {
+    CrashGuard guard;
+    ok = session->run(inputs, outputs, err);
+  }
+  if (!ok)
+    throw Failure(modulePath + ": " + err);
+
+  for (const auto &[name, file] : outputFiles)
+    if (!writeTensorFile(file, outputs.at(name), err))
+      throw Failure(err);
+  for (const qfm::ArgInfo *a : outputArgs)
+    if (!outputFiles.count(a->name))
+      std::printf("%s: %s\n", a->name.c_str(),
+                  preview(outputs.at(a->name)).c_str());
+  return 0;
+}
+
+int infoMain(const Command &, const std::string &modulePath,
+             const Options &options) {
+  if (!options.positionals.empty())
+    throw Failure("unexpected argument '" + options.positionals.front() +
+                  "' (see qforge-run --help)");
+  std::shared_ptr<Module> module = loadModule(modulePath);
+  std::string text = module->describe();
+  const CUDADeviceInfo &cuda = cudaDeviceInfo();
+  text += "\nthis machine:\n  cpu: available\n  cuda: ";
+  if (cuda.available) {
+    int cc = cuda.computeCapability;
+    text += cuda.name + " (compute capability " + std::to_string(cc / 10) +
+            "." + std::to_string(cc % 10) + ")\n";
+  } else {
+    text += "unavailable (" + cuda.reason + ")\n";
+  }
+  std::fputs(text.c_str(), stdout);
+  return 0;
+}
+
+const std::vector<Command> &commands() {
+  static const std::vector<Command> table = {
+      {"run",
+       "run the module's entry point (the default)",
+       {{"input", "[NAME=]FILE", true,
+         "an input tensor (.npy or .pb); NAME may be omitted when the "
+         "module has one input"},
+        {"output", "[NAME=]FILE", true,
+         "write an output tensor (.npy or .pb); outputs without a file are "
+         "summarized on stdout"},
+        {"device", "auto|cpu|cuda", false,
+         "where to run (auto: the GPU if the module has code for it and one "
+         "is available, else the CPU)"},
+        {"verbose", nullptr, false, "say which device runs the module"}},
+       runMain},
+      {"info",
+       "describe the module: arguments, targets, sections, layers",
+       {},
+       infoMain},
+  };
+  return table;
+}
+
+const Command *findCommand(const std::string &name) {
+  for (const Command &c : commands())
+    if (name == c.name)
+      return &c;
+  return nullptr;
+}
+
+std::string usage() {
+  std::string s = "usage: qforge-run MODULE.qfm [COMMAND] [OPTIONS]\n"
+                  "\n"
+                  "Runs a module compiled by qforge-compile.\n"
+                  "\n"
+                  "commands:\n";
+  for (const Command &c : commands()) {
+    std::string name = c.name;
+    s += "  " + name +
+         std::string(name.size() < 10 ? 10 - name.size() : 1, ' ') + c.summary +
+         "\n";
+    for (const OptionSpec &o : c.options) {
+      std::string flag = std::string("--") + o.name;
+      if (o.metavar)
+        flag += std::string(" ") + o.metavar;
+      s += "      " + flag +
+           std::string(flag.size() < 26 ? 26 - flag.size() : 1, ' ') + o.help +
+           "\n";
+    }
+  }
+  s += "\nexample:\n"
+       "  qforge-run model.qfm --input x=x.npy --output y.npy --device cpu\n";
+  return s;
+}
+
+int realMain(int argc, char **argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string &a : args) {
+    if (a == "--help" || a == "-h") {
+      std::fputs(usage().c_str(), stdout);
+      return 0;
+    }
+    if (a == "--") // everything after "--" is positional
+      break;
+  }
+  if (args.empty())
+    throw Failure("no module given (usage: qforge-run MODULE.qfm [COMMAND] "
+                  "[OPTIONS]; see --help)");
+  // Accept both "qforge-run model.qfm info" and "qforge-run info model.qfm".
+  const Command *command = nullptr;
+  if (args.size() >= 2 && findCommand(args[0]) && !findCommand(args[1]) &&
+      args[1].compare(0, 1, "-") != 0)
+    std::swap(args[0], args[1]);
+  std::string modulePath = args[0];
+  if (modulePath.compare(0, 1, "-") == 0)
+    throw Failure("the module must come first (usage: qforge-run MODULE.qfm "
+                  "[COMMAND] [OPTIONS])");
+  args.erase(args.begin());
+  if (!args.empty() && (command = findCommand(args[0])))
+    args.erase(args.begin());
+  else
+    command = findCommand("run");
+  Options options = parseOptions(*command, args);
+  return command->run(*command, modulePath, options);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  try {
+    return realMain(argc, argv);
+  } catch (const Failure &e) {
+    std::fprintf(stderr, "qforge-run: error: %s\n", e.what());
+  } catch (const std::bad_alloc &) {
+    std::fprintf(stderr, "qforge-run: error: out of memory\n");
+  } catch (const std::exception &e) {
+    std::fprintf(stderr, "qforge-run: error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "qforge-run: error: unexpected failure\n");
+  }
+  return 1;
+}
