@@ -22,6 +22,7 @@ path = [config.qforge_tools_dir, config.llvm_tools_dir, config.environment.get("
 config.environment["PATH"] = os.pathsep.join(path)
 config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(("%testdir", config.test_source_root))
+config.substitutions.append(("%models", os.path.join(os.path.dirname(config.test_source_root), "models")))
 config.substitutions.append(("%ptxas", config.ptxas or "ptxas-not-found"))
 
 # `ptxas` assembles emitted PTX; tests that need it say `REQUIRES: ptxas`.

@@ -367,7 +367,8 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       error = "native code for " + target.kind + ": " + error;
       return false;
     }
-    std::string section = "code." + target.kind;
+    std::string section =
+        target.kind == "cuda" ? "code.cuda." + target.chip : "code." + target.kind;
     writer.addSection(section, so.bytes.data(), so.bytes.size());
     t["library"] = section;
     t["symbol"] = so.symbol;

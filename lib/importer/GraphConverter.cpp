@@ -19,8 +19,6 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/Path.h"
 
-#include <numeric>
-
 using namespace mlir;
 using namespace qforge::importer::detail;
 
@@ -396,6 +394,10 @@ Value GraphConverter::materialize(const ConstTensor &value, StringRef name,
 }
 
 LogicalResult GraphConverter::declareInitializers() {
+  if (model.graph().sparse_initializer_size() > 0)
+    return fail("sparse initializer '" +
+                model.graph().sparse_initializer(0).values().name() +
+                "' is not supported");
   for (const onnx::TensorProto &init : model.graph().initializer()) {
     std::string reason;
     FailureOr<ConstTensor> tensor =

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes a one-layer linear ONNX model: y = x @ W (+ b).
 
-  gen_linear.py OUT.onnx --in 64 --out 32 --batch 1 --seed 0 [--bias]
+  make_linear.py OUT.onnx --in 64 --out 32 --batch 1 --seed 0 [--bias]
                 [--ref-dir DIR] [--opset 17]
 
 Input `x` is float32 [batch, in], output `y` float32 [batch, out]. The weight
