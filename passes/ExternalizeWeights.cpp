@@ -1,4 +1,5 @@
-//===- ExternalizeWeights.cpp - Weights become entry arguments ---*- C++ -*-===//
+//===- ExternalizeWeights.cpp - Weights become entry arguments ---*- C++
+//-*-===//
 //
 // Part of qforge.
 //
@@ -31,13 +32,15 @@ struct ExternalizeWeightsPass
     SmallVector<std::pair<Operation *, ElementsAttr>> weights;
     func.walk([&](Operation *op) {
       Attribute attr;
-      if (op->getNumResults() != 1 || !matchPattern(op->getResult(0), m_Constant(&attr)))
+      if (op->getNumResults() != 1 ||
+          !matchPattern(op->getResult(0), m_Constant(&attr)))
         return;
       auto elements = dyn_cast<ElementsAttr>(attr);
       if (!elements || !isa<RankedTensorType>(op->getResult(0).getType()))
         return;
       bool resource = isa<DenseResourceElementsAttr>(elements);
-      if (!resource && (elements.isSplat() || elements.getNumElements() < minElements))
+      if (!resource &&
+          (elements.isSplat() || elements.getNumElements() < minElements))
         return;
       weights.push_back({op, elements});
     });

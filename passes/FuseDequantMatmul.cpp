@@ -21,8 +21,8 @@ using namespace qforge;
 
 namespace {
 
-/// tosa.matmul(x, reshape(transpose(weight))) where weight is qf.dequantize, possibly
-/// plus qf.sparse_outliers → qf.fused_matmul.
+/// tosa.matmul(x, reshape(transpose(weight))) where weight is qf.dequantize,
+/// possibly plus qf.sparse_outliers → qf.fused_matmul.
 struct FuseMatmul : public OpRewritePattern<tosa::MatMulOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -33,7 +33,8 @@ struct FuseMatmul : public OpRewritePattern<tosa::MatMulOp> {
       return rewriter.notifyMatchFailure(matmul, "weight is not a reshape");
     auto transpose = reshape.getInput1().getDefiningOp<tosa::TransposeOp>();
     if (!transpose || transpose.getPerms() != ArrayRef<int32_t>{1, 0})
-      return rewriter.notifyMatchFailure(matmul, "weight is not a 2-D transpose");
+      return rewriter.notifyMatchFailure(matmul,
+                                         "weight is not a 2-D transpose");
     Value weight = transpose.getInput1();
     auto outliers = weight.getDefiningOp<qf::SparseOutliersOp>();
     if (outliers)
@@ -43,8 +44,10 @@ struct FuseMatmul : public OpRewritePattern<tosa::MatMulOp> {
       return rewriter.notifyMatchFailure(matmul, "weight is not dequantized");
     auto xType = cast<RankedTensorType>(matmul.getA().getType());
     auto outType = cast<RankedTensorType>(matmul.getType());
-    if (xType.getDimSize(0) != 1 || !isZero(matmul.getAZp()) || !isZero(matmul.getBZp()))
-      return rewriter.notifyMatchFailure(matmul, "batched or zero-point matmul");
+    if (xType.getDimSize(0) != 1 || !isZero(matmul.getAZp()) ||
+        !isZero(matmul.getBZp()))
+      return rewriter.notifyMatchFailure(matmul,
+                                         "batched or zero-point matmul");
 
     Location loc = matmul.getLoc();
     Value init = tensor::EmptyOp::create(rewriter, loc, outType.getShape(),
@@ -57,8 +60,8 @@ struct FuseMatmul : public OpRewritePattern<tosa::MatMulOp> {
     }
     auto fused = qf::FusedMatmulOp::create(
         rewriter, loc, outType, matmul.getA(), dq.getCodes(), dq.getScales(),
-        dq.getZeroPoints(), dq.getLut(), rowPtr, colIdx, values, /*bias=*/Value(),
-        init, dq.getScheme());
+        dq.getZeroPoints(), dq.getLut(), rowPtr, colIdx, values,
+        /*bias=*/Value(), init, dq.getScheme());
     for (StringRef attr : {"qf.layer", "qf.weight_error"})
       if (Attribute a = dq->getAttr(attr))
         fused->setAttr(attr, a);
@@ -76,7 +79,8 @@ struct FuseMatmul : public OpRewritePattern<tosa::MatMulOp> {
 struct FuseBias : public OpRewritePattern<tosa::AddOp> {
   using OpRewritePattern::OpRewritePattern;
 
-  LogicalResult matchAndRewrite(tosa::AddOp add, PatternRewriter &rewriter) const override {
+  LogicalResult matchAndRewrite(tosa::AddOp add,
+                                PatternRewriter &rewriter) const override {
     for (auto [lhs, rhs] : {std::pair(add.getInput1(), add.getInput2()),
                             std::pair(add.getInput2(), add.getInput1())}) {
       if (lhs.getType() != add.getType())
@@ -96,15 +100,16 @@ struct FuseBias : public OpRewritePattern<tosa::AddOp> {
       Value bias = biasVector(rewriter, rhs, fused.getN());
       if (!bias)
         continue;
-      rewriter.modifyOpInPlace(fused, [&] { fused.getBiasMutable().assign(bias); });
+      rewriter.modifyOpInPlace(fused,
+                               [&] { fused.getBiasMutable().assign(bias); });
       rewriter.replaceOp(add, lhs);
       return success();
     }
     return rewriter.notifyMatchFailure(add, "not a bias add of a fused matmul");
   }
 
-  /// Returns `v` as a 1-D [n] constant when it is a constant (behind reshapes) whose
-  /// dimensions are all 1 except the last, which is n.
+  /// Returns `v` as a 1-D [n] constant when it is a constant (behind reshapes)
+  /// whose dimensions are all 1 except the last, which is n.
   static Value biasVector(PatternRewriter &rewriter, Value v, int64_t n) {
     auto type = dyn_cast<RankedTensorType>(v.getType());
     if (!type || !type.hasStaticShape() || type.getNumElements() != n ||

@@ -1,4 +1,5 @@
-//===- LowerFusedMatmulToGPU.cpp - GPU kernels for fused matmul --*- C++ -*-===//
+//===- LowerFusedMatmulToGPU.cpp - GPU kernels for fused matmul --*- C++
+//-*-===//
 //
 // Part of qforge.
 //
@@ -22,21 +23,24 @@ namespace {
 constexpr int64_t kThreadsPerBlock = 128;
 
 struct LowerFusedMatmulToGPUPass
-    : public qforge::impl::LowerFusedMatmulToGPUPassBase<LowerFusedMatmulToGPUPass> {
+    : public qforge::impl::LowerFusedMatmulToGPUPassBase<
+          LowerFusedMatmulToGPUPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
     MLIRContext *ctx = &getContext();
     SmallVector<qf::FusedMatmulOp> ops;
     module.walk([&](qf::FusedMatmulOp op) { ops.push_back(op); });
 
-    module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), UnitAttr::get(ctx));
+    module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                    UnitAttr::get(ctx));
     OpBuilder b(ctx);
     gpu::GPUModuleOp kernels;
     if (!ops.empty()) {
       b.setInsertionPointToEnd(module.getBody());
       kernels = gpu::GPUModuleOp::create(b, module.getLoc(), "qf_kernels");
     }
-    SymbolTable symbols(kernels ? kernels.getOperation() : module.getOperation());
+    SymbolTable symbols(kernels ? kernels.getOperation()
+                                : module.getOperation());
     for (qf::FusedMatmulOp op : ops) {
       if (op.getResult()) {
         op.emitOpError("must be bufferized before lowering to GPU kernels");
@@ -45,20 +49,21 @@ struct LowerFusedMatmulToGPUPass
       if (failed(lowerOne(b, op, kernels, symbols)))
         return signalPassFailure();
     }
-    // Host code holds device memory only: allocations, copies and frees go to the GPU.
+    // Host code holds device memory only: allocations, copies and frees go to
+    // the GPU.
     module.walk([&](Operation *op) {
       if (op->getParentOfType<gpu::GPUModuleOp>())
         return;
       b.setInsertionPoint(op);
       if (auto alloc = dyn_cast<memref::AllocOp>(op)) {
-        auto dev = gpu::AllocOp::create(b, op->getLoc(), alloc.getType(), Type(),
-                                        ValueRange{}, alloc.getDynamicSizes(),
-                                        alloc.getSymbolOperands());
+        auto dev = gpu::AllocOp::create(
+            b, op->getLoc(), alloc.getType(), Type(), ValueRange{},
+            alloc.getDynamicSizes(), alloc.getSymbolOperands());
         alloc.replaceAllUsesWith(dev.getMemref());
         alloc.erase();
       } else if (auto copy = dyn_cast<memref::CopyOp>(op)) {
-        gpu::MemcpyOp::create(b, op->getLoc(), Type(), ValueRange{}, copy.getTarget(),
-                              copy.getSource());
+        gpu::MemcpyOp::create(b, op->getLoc(), Type(), ValueRange{},
+                              copy.getTarget(), copy.getSource());
         copy.erase();
       } else if (auto dealloc = dyn_cast<memref::DeallocOp>(op)) {
         gpu::DeallocOp::create(b, op->getLoc(), Type(), ValueRange{},
@@ -69,8 +74,8 @@ struct LowerFusedMatmulToGPUPass
   }
 
   /// Generates the kernel of `op` and replaces `op` with its launch.
-  LogicalResult lowerOne(OpBuilder &b, qf::FusedMatmulOp op, gpu::GPUModuleOp kernels,
-                         SymbolTable &symbols) {
+  LogicalResult lowerOne(OpBuilder &b, qf::FusedMatmulOp op,
+                         gpu::GPUModuleOp kernels, SymbolTable &symbols) {
     Location loc = op.getLoc();
     codegen::FusedMatmulBuffers buf = codegen::getFlattenedBuffers(b, op);
     SmallVector<Value> args = buf.all();
@@ -81,7 +86,8 @@ struct LowerFusedMatmulToGPUPass
     }
     int64_t rowsM = cast<MemRefType>(buf.x.getType()).getDimSize(0);
 
-    // The kernel: one thread per output element; x indexes output channels, y rows.
+    // The kernel: one thread per output element; x indexes output channels, y
+    // rows.
     OpBuilder kb(kernels.getBodyRegion());
     kb.setInsertionPointToEnd(kernels.getBody());
     auto fnType = kb.getFunctionType(ValueRange(args).getTypes(), {});
@@ -94,7 +100,8 @@ struct LowerFusedMatmulToGPUPass
     Value bid = gpu::BlockIdOp::create(kb, loc, gpu::Dimension::x);
     Value bdim = gpu::BlockDimOp::create(kb, loc, gpu::Dimension::x);
     Value tid = gpu::ThreadIdOp::create(kb, loc, gpu::Dimension::x);
-    Value n = arith::AddIOp::create(kb, loc, arith::MulIOp::create(kb, loc, bid, bdim), tid);
+    Value n = arith::AddIOp::create(
+        kb, loc, arith::MulIOp::create(kb, loc, bid, bdim), tid);
     Value m = gpu::BlockIdOp::create(kb, loc, gpu::Dimension::y);
     Value inRange = arith::CmpIOp::create(
         kb, loc, arith::CmpIPredicate::ult, n,
@@ -109,9 +116,12 @@ struct LowerFusedMatmulToGPUPass
 
     // The launch.
     b.setInsertionPoint(op);
-    auto c = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
+    auto c = [&](int64_t v) {
+      return arith::ConstantIndexOp::create(b, loc, v);
+    };
     int64_t gridX = (buf.rows + kThreadsPerBlock - 1) / kThreadsPerBlock;
-    gpu::LaunchFuncOp::create(b, loc, fn, gpu::KernelDim3{c(gridX), c(rowsM), c(1)},
+    gpu::LaunchFuncOp::create(b, loc, fn,
+                              gpu::KernelDim3{c(gridX), c(rowsM), c(1)},
                               gpu::KernelDim3{c(kThreadsPerBlock), c(1), c(1)},
                               /*dynamicSharedMemorySize=*/Value(), args);
     op.erase();

@@ -1,4 +1,5 @@
-//===- LowerFusedMatmulToLoops.cpp - CPU lowering of fused matmul -*- C++ -*-===//
+//===- LowerFusedMatmulToLoops.cpp - CPU lowering of fused matmul -*- C++
+//-*-===//
 //
 // Part of qforge.
 //
@@ -18,7 +19,8 @@ using namespace qforge;
 
 namespace {
 struct LowerFusedMatmulToLoopsPass
-    : public qforge::impl::LowerFusedMatmulToLoopsPassBase<LowerFusedMatmulToLoopsPass> {
+    : public qforge::impl::LowerFusedMatmulToLoopsPassBase<
+          LowerFusedMatmulToLoopsPass> {
   void runOnOperation() override {
     SmallVector<qf::FusedMatmulOp> ops;
     getOperation().walk([&](qf::FusedMatmulOp op) { ops.push_back(op); });
@@ -35,11 +37,11 @@ struct LowerFusedMatmulToLoopsPass
       Value one = arith::ConstantIndexOp::create(b, loc, 1);
       Value m = arith::ConstantIndexOp::create(b, loc, rowsM);
       Value n = arith::ConstantIndexOp::create(b, loc, buf.rows);
-      scf::ParallelOp::create(b, loc, ValueRange{zero, zero}, ValueRange{m, n},
-                              ValueRange{one, one},
-                              [&](OpBuilder &pb, Location pl, ValueRange iv) {
-                                codegen::emitOutputElement(pb, pl, buf, iv[0], iv[1]);
-                              });
+      scf::ParallelOp::create(
+          b, loc, ValueRange{zero, zero}, ValueRange{m, n},
+          ValueRange{one, one}, [&](OpBuilder &pb, Location pl, ValueRange iv) {
+            codegen::emitOutputElement(pb, pl, buf, iv[0], iv[1]);
+          });
       op.erase();
     }
   }

@@ -1,4 +1,5 @@
-//===- Passes.h - qforge passes ----------------------------------*- C++ -*-===//
+//===- Passes.h - qforge passes ----------------------------------*- C++
+//-*-===//
 //
 // Part of qforge.
 //
@@ -33,16 +34,19 @@ namespace qforge {
 
 /// Options of the lowering pipelines (graph IR with qf ops → LLVM dialect).
 struct LoweringOptions : public mlir::PassPipelineOptions<LoweringOptions> {
-  Option<std::string> target{*this, "target",
-                             llvm::cl::desc("cpu, or cuda for host code launching kernels"),
-                             llvm::cl::init("cpu")};
-  Option<std::string> chip{*this, "chip", llvm::cl::desc("NVIDIA architecture for cuda"),
+  Option<std::string> target{
+      *this, "target",
+      llvm::cl::desc("cpu, or cuda for host code launching kernels"),
+      llvm::cl::init("cpu")};
+  Option<std::string> chip{*this, "chip",
+                           llvm::cl::desc("NVIDIA architecture for cuda"),
                            llvm::cl::init("sm_80")};
 };
 
-/// Graph IR (TOSA + qf, weights as arguments) → LLVM dialect for the CPU, or host LLVM
-/// dialect plus a gpu.binary holding PTX for CUDA.
-void buildLoweringPipeline(mlir::OpPassManager &pm, const LoweringOptions &options);
+/// Graph IR (TOSA + qf, weights as arguments) → LLVM dialect for the CPU, or
+/// host LLVM dialect plus a gpu.binary holding PTX for CUDA.
+void buildLoweringPipeline(mlir::OpPassManager &pm,
+                           const LoweringOptions &options);
 
 /// Registers qforge's passes and pipelines (for qforge-opt and the compiler).
 void registerPasses();

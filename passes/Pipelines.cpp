@@ -17,13 +17,14 @@
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/Pass/PassManager.h"
-#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Pass/PassRegistry.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Transforms/Passes.h"
 
 using namespace mlir;
 
-void qforge::buildLoweringPipeline(OpPassManager &pm, const LoweringOptions &options) {
+void qforge::buildLoweringPipeline(OpPassManager &pm,
+                                   const LoweringOptions &options) {
   // Graph IR → linalg on tensors (upstream TOSA lowering).
   OpPassManager &fpm = pm.nest<func::FuncOp>();
   fpm.addPass(tosa::createTosaToLinalgNamed());
@@ -75,7 +76,8 @@ void qforge::buildLoweringPipeline(OpPassManager &pm, const LoweringOptions &opt
 void qforge::registerPasses() {
   registerQFPasses();
   PassPipelineRegistration<LoweringOptions>(
-      "qf-lower", "Lower graph IR with qf ops to the LLVM dialect (cpu or cuda)",
+      "qf-lower",
+      "Lower graph IR with qf ops to the LLVM dialect (cpu or cuda)",
       buildLoweringPipeline);
 }
 

@@ -18,7 +18,8 @@ using namespace mlir;
 using namespace qforge;
 
 namespace {
-struct QuantizeRTNPass : public qforge::impl::QuantizeRTNPassBase<QuantizeRTNPass> {
+struct QuantizeRTNPass
+    : public qforge::impl::QuantizeRTNPassBase<QuantizeRTNPass> {
   using Base::Base;
 
   void runOnOperation() override {
@@ -33,8 +34,8 @@ struct QuantizeRTNPass : public qforge::impl::QuantizeRTNPassBase<QuantizeRTNPas
     OpBuilder b(ctx);
     for (LinearWeight &linear : findConstantLinears(getOperation())) {
       qforge::quant::Scheme qs = toQuantScheme(scheme);
-      qforge::quant::AffineQuantized q =
-          qforge::quant::quantizeRTN(linear.weight.data(), linear.rows, linear.cols, qs);
+      qforge::quant::AffineQuantized q = qforge::quant::quantizeRTN(
+          linear.weight.data(), linear.rows, linear.cols, qs);
       b.setInsertionPoint(linear.matmul);
       Location loc = linear.matmul.getLoc();
       int64_t scaleRows = scheme.scaleRows(linear.rows);
@@ -44,12 +45,13 @@ struct QuantizeRTNPass : public qforge::impl::QuantizeRTNPassBase<QuantizeRTNPas
       w.codes = createResourceConst<uint32_t>(
           b, loc, linear.name + ".codes", q.codes,
           {linear.rows, scheme.wordsPerRow(linear.cols)}, b.getI32Type());
-      w.scales = createResourceConst<float>(b, loc, linear.name + ".scales", q.scales,
-                                            {scaleRows, groups}, b.getF32Type());
+      w.scales =
+          createResourceConst<float>(b, loc, linear.name + ".scales", q.scales,
+                                     {scaleRows, groups}, b.getF32Type());
       if (scheme.hasZeroPoints())
         w.zeroPoints = createResourceConst<uint8_t>(
-            b, loc, linear.name + ".zero_points", q.zeroPoints, {scaleRows, groups},
-            b.getI8Type());
+            b, loc, linear.name + ".zero_points", q.zeroPoints,
+            {scaleRows, groups}, b.getI8Type());
       qf::DequantizeOp dq = replaceWithDequantized(b, linear, w);
       std::vector<float> decoded = qforge::quant::dequantize(q);
       dq->setAttr("qf.weight_error",

@@ -49,7 +49,8 @@ static std::optional<std::vector<float>> readFloats(Attribute attr) {
   return std::nullopt;
 }
 
-static std::string layerName(Operation *constOp, tosa::MatMulOp matmul, size_t index) {
+static std::string layerName(Operation *constOp, tosa::MatMulOp matmul,
+                             size_t index) {
   if (auto name = constOp->getAttrOfType<StringAttr>("qf.name"))
     return name.str();
   if (auto loc = dyn_cast<NameLoc>(matmul.getLoc()))
@@ -91,24 +92,30 @@ std::vector<LinearWeight> findConstantLinears(func::FuncOp func) {
 }
 
 template <typename T>
-Value createResourceConst(OpBuilder &b, Location loc, StringRef name, ArrayRef<T> data,
-                          ArrayRef<int64_t> shape, Type elementType) {
+Value createResourceConst(OpBuilder &b, Location loc, StringRef name,
+                          ArrayRef<T> data, ArrayRef<int64_t> shape,
+                          Type elementType) {
   auto type = RankedTensorType::get(shape, elementType);
   auto blob = HeapAsmResourceBlob::allocateAndCopyInferAlign(data);
-  auto attr = DenseResourceElementsAttr::get(type, sanitizeName(name), std::move(blob));
+  auto attr =
+      DenseResourceElementsAttr::get(type, sanitizeName(name), std::move(blob));
   auto op = tosa::ConstOp::create(b, loc, type, attr);
   op->setAttr("qf.name", b.getStringAttr(name));
   return op;
 }
 
 template Value createResourceConst<uint32_t>(OpBuilder &, Location, StringRef,
-                                             ArrayRef<uint32_t>, ArrayRef<int64_t>, Type);
+                                             ArrayRef<uint32_t>,
+                                             ArrayRef<int64_t>, Type);
 template Value createResourceConst<float>(OpBuilder &, Location, StringRef,
-                                          ArrayRef<float>, ArrayRef<int64_t>, Type);
+                                          ArrayRef<float>, ArrayRef<int64_t>,
+                                          Type);
 template Value createResourceConst<uint8_t>(OpBuilder &, Location, StringRef,
-                                            ArrayRef<uint8_t>, ArrayRef<int64_t>, Type);
+                                            ArrayRef<uint8_t>,
+                                            ArrayRef<int64_t>, Type);
 template Value createResourceConst<int32_t>(OpBuilder &, Location, StringRef,
-                                            ArrayRef<int32_t>, ArrayRef<int64_t>, Type);
+                                            ArrayRef<int32_t>,
+                                            ArrayRef<int64_t>, Type);
 
 qf::DequantizeOp replaceWithDequantized(OpBuilder &b, LinearWeight &linear,
                                         const QuantizedWeight &q) {

@@ -1,12 +1,13 @@
-//===- WeightRewrite.h - Finding and rewriting linear weights ----*- C++ -*-===//
+//===- WeightRewrite.h - Finding and rewriting linear weights ----*- C++
+//-*-===//
 //
 // Part of qforge.
 //
 //===----------------------------------------------------------------------===//
 //
-// Shared by the quantization passes: they find the constant weights of linear layers
-// in graph IR, hand them (as N x K row-major matrices) to lib/quant, and replace them
-// with qf.dequantize of the resulting codes.
+// Shared by the quantization passes: they find the constant weights of linear
+// layers in graph IR, hand them (as N x K row-major matrices) to lib/quant, and
+// replace them with qf.dequantize of the resulting codes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -36,15 +37,17 @@ struct LinearWeight {
   std::vector<float> weight;
 };
 
-/// Finds the linear layers of `func` with constant f32 weights, in program order.
+/// Finds the linear layers of `func` with constant f32 weights, in program
+/// order.
 std::vector<LinearWeight> findConstantLinears(mlir::func::FuncOp func);
 
-/// Creates a `tosa.const` holding `data` as a dense_resource blob named after `name`,
-/// with `name` also in its `qf.name` attribute.
+/// Creates a `tosa.const` holding `data` as a dense_resource blob named after
+/// `name`, with `name` also in its `qf.name` attribute.
 template <typename T>
 mlir::Value createResourceConst(mlir::OpBuilder &b, mlir::Location loc,
                                 llvm::StringRef name, llvm::ArrayRef<T> data,
-                                llvm::ArrayRef<int64_t> shape, mlir::Type elementType);
+                                llvm::ArrayRef<int64_t> shape,
+                                mlir::Type elementType);
 
 /// The quantized form of a weight: qf operands and scheme.
 struct QuantizedWeight {
@@ -52,10 +55,11 @@ struct QuantizedWeight {
   mlir::Value codes, scales, zeroPoints, lut;
 };
 
-/// Replaces the weight operand of `linear.matmul` with the decoded quantized weight:
-/// qf.dequantize → tosa.transpose → tosa.reshape to [1, K, N]. Returns the dequantize op,
-/// tagged with `qf.layer`. Dead weight constants are erased.
-qf::DequantizeOp replaceWithDequantized(mlir::OpBuilder &b, LinearWeight &linear,
+/// Replaces the weight operand of `linear.matmul` with the decoded quantized
+/// weight: qf.dequantize → tosa.transpose → tosa.reshape to [1, K, N]. Returns
+/// the dequantize op, tagged with `qf.layer`. Dead weight constants are erased.
+qf::DequantizeOp replaceWithDequantized(mlir::OpBuilder &b,
+                                        LinearWeight &linear,
                                         const QuantizedWeight &q);
 
 /// The lib/quant view of an affine qf scheme.

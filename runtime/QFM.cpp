@@ -828,44 +828,62 @@ bool Writer::write(const std::string &path, std::string &err) const {
     return false;
   }
 
+  static const uint8_t zeros[kSectionAlignment] = {};
+  return writeFileAtomically(
+      path,
+      [&](const ChunkWriter &write) {
+        uint64_t position = 0;
+        auto put = [&](const uint8_t *data, uint64_t size) {
+          position += size;
+          return write(data, size);
+        };
+        auto padTo = [&](uint64_t offset) {
+          return put(zeros, offset - position);
+        };
+        bool ok = put(layout.header.data(), layout.header.size());
+        for (const Layout::Placed &sec : layout.sections)
+          ok = ok && padTo(sec.offset) && put(sec.data, sec.size);
+        return ok && padTo(layout.tableOffset) &&
+               put(layout.table.data(), layout.table.size());
+      },
+      err);
+}
+
+bool qfm::writeFileAtomically(
+    const std::string &path,
+    const std::function<bool(const ChunkWriter &)> &body, std::string &err) {
   std::string temp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     err = path + ": cannot write: " + std::strerror(errno);
     return false;
   }
-  uint64_t position = 0;
-  auto writeAll = [&](const uint8_t *data, uint64_t size) {
+  int savedErrno = 0;
+  ChunkWriter write = [&](const void *data, size_t size) {
+    const auto *p = static_cast<const uint8_t *>(data);
     while (size > 0) {
-      ssize_t n = ::write(fd, data, size);
+      ssize_t n = ::write(fd, p, size);
+      if (n < 0 && errno == EINTR)
+        continue;
       if (n < 0) {
-        if (errno == EINTR)
-          continue;
+        savedErrno = errno;
         return false;
       }
-      data += n;
-      size -= static_cast<uint64_t>(n);
-      position += static_cast<uint64_t>(n);
+      p += n;
+      size -= static_cast<size_t>(n);
     }
     return true;
   };
-  static const uint8_t zeros[kSectionAlignment] = {};
-  auto padTo = [&](uint64_t offset) {
-    return writeAll(zeros, offset - position);
-  };
-  bool ok = writeAll(layout.header.data(), layout.header.size());
-  for (const Layout::Placed &s : layout.sections)
-    ok = ok && padTo(s.offset) && writeAll(s.data, s.size);
-  ok = ok && padTo(layout.tableOffset) &&
-       writeAll(layout.table.data(), layout.table.size());
-  int savedErrno = errno;
+  bool ok = body(write);
   if (::close(fd) != 0 && ok) {
     ok = false;
     savedErrno = errno;
   }
   if (!ok) {
     ::unlink(temp.c_str());
-    err = path + ": write failed: " + std::strerror(savedErrno);
+    err = path + ": write failed" +
+          (savedErrno ? std::string(": ") + std::strerror(savedErrno)
+                      : std::string());
     return false;
   }
   if (::rename(temp.c_str(), path.c_str()) != 0) {

@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "qforge/Runtime/TensorIO.h"
+#include "qforge/Runtime/QFM.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -116,42 +117,9 @@ bool rt::readFileBytes(const std::string &path, std::vector<uint8_t> &out,
 
 bool rt::writeFileAtomically(const std::string &path, const void *data,
                              size_t size, std::string &err) {
-  std::string temp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    err = path + ": cannot write: " + std::strerror(errno);
-    return false;
-  }
-  const auto *p = static_cast<const uint8_t *>(data);
-  size_t done = 0;
-  bool ok = true;
-  int savedErrno = 0;
-  while (done < size) {
-    ssize_t n = ::write(fd, p + done, size - done);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      ok = false;
-      savedErrno = errno;
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0 && ok) {
-    ok = false;
-    savedErrno = errno;
-  }
-  if (!ok) {
-    ::unlink(temp.c_str());
-    err = path + ": write failed: " + std::strerror(savedErrno);
-    return false;
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    err = path + ": cannot write: " + std::strerror(errno);
-    ::unlink(temp.c_str());
-    return false;
-  }
-  return true;
+  return qfm::writeFileAtomically(
+      path, [&](const qfm::ChunkWriter &write) { return write(data, size); },
+      err);
 }
 
 static bool endsWith(const std::string &s, const char *suffix) {

@@ -7,7 +7,7 @@ bash "$root/scripts/build.sh" qforge-compile qforge-run qforge-import
 bin="$root/build/bin"
 work="$root/build/example"
 mkdir -p "$work"
-/usr/bin/python3 "$root/models/linear/make_linear.py" "$work/linear.onnx" --ref-dir "$work"
+/usr/bin/python3 "$root/models/linear/make_linear.py" "$work/linear.onnx" --bias --ref-dir "$work"
 "$bin/qforge-compile" "$work/linear.onnx" -o "$work/linear.qfm" \
   --method rtn --bits 4 --group-size 32 --target cpu
 "$bin/qforge-run" "$work/linear.qfm" --input x="$work/x.npy" --output "$work/y_q.npy"

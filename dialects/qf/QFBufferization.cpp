@@ -4,8 +4,9 @@
 //
 //===----------------------------------------------------------------------===//
 //
-// qf.fused_matmul is destination-passing: upstream one-shot bufferization turns the
-// tensor form into the memref form, which the CPU and GPU lowerings consume.
+// qf.fused_matmul is destination-passing: upstream one-shot bufferization turns
+// the tensor form into the memref form, which the CPU and GPU lowerings
+// consume.
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,7 +34,8 @@ struct FusedMatmulBufferization
                           BufferizationState &state) const {
     SmallVector<Value> buffers;
     for (OpOperand &operand : op->getOpOperands()) {
-      FailureOr<Value> buffer = getBuffer(rewriter, operand.get(), options, state);
+      FailureOr<Value> buffer =
+          getBuffer(rewriter, operand.get(), options, state);
       if (failed(buffer))
         return failure();
       buffers.push_back(*buffer);

@@ -46,12 +46,14 @@ void QFDialect::initialize() {
 Attribute SchemeAttr::parse(AsmParser &parser, Type) {
   StringRef kindName;
   unsigned bits = 0;
-  if (parser.parseLess() || parser.parseKeyword(&kindName) || parser.parseComma() ||
-      parser.parseKeyword("bits") || parser.parseEqual() || parser.parseInteger(bits))
+  if (parser.parseLess() || parser.parseKeyword(&kindName) ||
+      parser.parseComma() || parser.parseKeyword("bits") ||
+      parser.parseEqual() || parser.parseInteger(bits))
     return {};
   std::optional<SchemeKind> kind = symbolizeSchemeKind(kindName);
   if (!kind) {
-    parser.emitError(parser.getNameLoc(), "expected 'affine' or 'codebook', got '")
+    parser.emitError(parser.getNameLoc(),
+                     "expected 'affine' or 'codebook', got '")
         << kindName << "'";
     return {};
   }
@@ -101,9 +103,9 @@ void SchemeAttr::print(AsmPrinter &p) const {
   p << ">";
 }
 
-LogicalResult
-SchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError, SchemeKind kind,
-                   unsigned bits, int64_t groupSize, bool symmetric) {
+LogicalResult SchemeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                 SchemeKind kind, unsigned bits,
+                                 int64_t groupSize, bool symmetric) {
   if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
     return emitError() << "bits must be 2, 3, 4 or 8, got " << bits;
   if (kind == SchemeKind::Affine && groupSize < SchemeAttr::kPerChannel)
@@ -129,27 +131,31 @@ static std::string shapeStr(ShapedType t) {
   llvm::raw_string_ostream os(s);
   llvm::interleave(
       t.getShape(), os,
-      [&](int64_t d) { os << (ShapedType::isDynamic(d) ? "?" : std::to_string(d)); },
+      [&](int64_t d) {
+        os << (ShapedType::isDynamic(d) ? "?" : std::to_string(d));
+      },
       "x");
   return s;
 }
 
 /// Checks `got` against `want` unless either is dynamic.
 static bool mismatch(int64_t got, int64_t want) {
-  return !ShapedType::isDynamic(got) && !ShapedType::isDynamic(want) && got != want;
+  return !ShapedType::isDynamic(got) && !ShapedType::isDynamic(want) &&
+         got != want;
 }
 
 static LogicalResult verifyWeight(Operation *op, SchemeAttr scheme,
                                   const WeightTypes &w, int64_t rows,
                                   int64_t cols) {
   if (w.codes.getRank() != 2)
-    return op->emitOpError("expects codes of rank 2 (rows x packed words), got rank ")
+    return op->emitOpError(
+               "expects codes of rank 2 (rows x packed words), got rank ")
            << w.codes.getRank();
   if (!w.codes.getElementType().isInteger(32))
     return op->emitOpError("expects codes packed in i32 words");
   if (mismatch(w.codes.getDimSize(0), rows))
-    return op->emitOpError("expects ") << rows << " rows of codes, got "
-                                       << w.codes.getDimSize(0);
+    return op->emitOpError("expects ")
+           << rows << " rows of codes, got " << w.codes.getDimSize(0);
   if (!ShapedType::isDynamic(cols) &&
       mismatch(w.codes.getDimSize(1), scheme.wordsPerRow(cols)))
     return op->emitOpError("expects ")
@@ -161,12 +167,14 @@ static LogicalResult verifyWeight(Operation *op, SchemeAttr scheme,
     if (!w.lut)
       return op->emitOpError("a codebook scheme needs a lut");
     if (w.scales || w.zeroPoints)
-      return op->emitOpError("a codebook scheme takes no scales or zero points");
+      return op->emitOpError(
+          "a codebook scheme takes no scales or zero points");
     int64_t entries = int64_t(1) << scheme.getBits();
     if (w.lut.getRank() != 2 || mismatch(w.lut.getDimSize(0), rows) ||
         mismatch(w.lut.getDimSize(1), entries))
       return op->emitOpError("expects a lut of ")
-             << rows << "x" << entries << " (rows x 2^bits), got " << shapeStr(w.lut);
+             << rows << "x" << entries << " (rows x 2^bits), got "
+             << shapeStr(w.lut);
     if (!isa<FloatType>(w.lut.getElementType()))
       return op->emitOpError("expects a floating-point lut");
     return success();
@@ -179,14 +187,15 @@ static LogicalResult verifyWeight(Operation *op, SchemeAttr scheme,
   if (!isa<FloatType>(w.scales.getElementType()))
     return op->emitOpError("expects floating-point scales");
   if (w.scales.getRank() != 2)
-    return op->emitOpError("expects scales of rank 2 (rows x groups), got rank ")
+    return op->emitOpError(
+               "expects scales of rank 2 (rows x groups), got rank ")
            << w.scales.getRank();
   int64_t scaleRows = ShapedType::isDynamic(rows) && !scheme.isPerTensor()
                           ? ShapedType::kDynamic
                           : scheme.scaleRows(rows);
   if (mismatch(w.scales.getDimSize(0), scaleRows))
-    return op->emitOpError("expects ") << scaleRows << " rows of scales, got "
-                                       << w.scales.getDimSize(0);
+    return op->emitOpError("expects ")
+           << scaleRows << " rows of scales, got " << w.scales.getDimSize(0);
   if (!ShapedType::isDynamic(cols) &&
       mismatch(w.scales.getDimSize(1), scheme.groupsPerRow(cols))) {
     auto diag = op->emitOpError("expects ")
@@ -212,7 +221,8 @@ static LogicalResult verifyWeight(Operation *op, SchemeAttr scheme,
   return success();
 }
 
-/// Returns the constant i32 contents of `v` when it is a dense or resource constant.
+/// Returns the constant i32 contents of `v` when it is a dense or resource
+/// constant.
 static std::optional<SmallVector<int32_t>> constantI32(Value v) {
   Attribute attr;
   if (!matchPattern(v, m_Constant(&attr)))
@@ -229,12 +239,14 @@ static std::optional<SmallVector<int32_t>> constantI32(Value v) {
   return std::nullopt;
 }
 
-static LogicalResult verifyCSR(Operation *op, ShapedType rowPtr, ShapedType colIdx,
-                               ShapedType values, Value rowPtrValue,
-                               Value colIdxValue, int64_t rows, int64_t cols) {
+static LogicalResult verifyCSR(Operation *op, ShapedType rowPtr,
+                               ShapedType colIdx, ShapedType values,
+                               Value rowPtrValue, Value colIdxValue,
+                               int64_t rows, int64_t cols) {
   if (rowPtr.getRank() != 1 || colIdx.getRank() != 1 || values.getRank() != 1)
     return op->emitOpError("expects 1-D CSR arrays (row_ptr, col_idx, values)");
-  if (!rowPtr.getElementType().isInteger(32) || !colIdx.getElementType().isInteger(32))
+  if (!rowPtr.getElementType().isInteger(32) ||
+      !colIdx.getElementType().isInteger(32))
     return op->emitOpError("expects i32 row pointers and column indices");
   if (!isa<FloatType>(values.getElementType()))
     return op->emitOpError("expects floating-point outlier values");
@@ -260,7 +272,8 @@ static LogicalResult verifyCSR(Operation *op, ShapedType rowPtr, ShapedType colI
     for (auto [i, c] : llvm::enumerate(*idx))
       if (c < 0 || (!ShapedType::isDynamic(cols) && c >= cols))
         return op->emitOpError("column index ")
-               << c << " at position " << i << " is outside [0, " << cols << ")";
+               << c << " at position " << i << " is outside [0, " << cols
+               << ")";
   }
   return success();
 }
@@ -291,7 +304,8 @@ LogicalResult DequantizeOp::verify() {
 LogicalResult SparseOutliersOp::verify() {
   auto dense = cast<ShapedType>(getDense().getType());
   if (dense.getRank() != 2)
-    return emitOpError("expects a dense weight of rank 2, got rank ") << dense.getRank();
+    return emitOpError("expects a dense weight of rank 2, got rank ")
+           << dense.getRank();
   return verifyCSR(*this, typeOrNull(getRowPtr()), typeOrNull(getColIdx()),
                    typeOrNull(getValues()), getRowPtr(), getColIdx(),
                    dense.getDimSize(0), dense.getDimSize(1));
@@ -305,7 +319,8 @@ LogicalResult FusedMatmulOp::verify() {
   bool tensors = isa<RankedTensorType>(getInit().getType());
   for (Value v : getOperands())
     if (isa<RankedTensorType>(v.getType()) != tensors)
-      return emitOpError("expects all operands to be tensors or all to be memrefs");
+      return emitOpError(
+          "expects all operands to be tensors or all to be memrefs");
   if (tensors != bool(getResult()))
     return emitOpError(tensors ? "on tensors returns the destination's type"
                                : "on memrefs has no result");
@@ -315,12 +330,14 @@ LogicalResult FusedMatmulOp::verify() {
   auto x = cast<ShapedType>(getX().getType());
   auto init = cast<ShapedType>(getInit().getType());
   if (x.getRank() < 1 || x.getRank() != init.getRank())
-    return emitOpError("expects input and destination of the same rank >= 1, got ")
+    return emitOpError(
+               "expects input and destination of the same rank >= 1, got ")
            << x.getRank() << " and " << init.getRank();
   for (int64_t i = 0; i + 1 < x.getRank(); ++i)
     if (mismatch(x.getDimSize(i), init.getDimSize(i)))
       return emitOpError("input and destination differ in dimension ") << i;
-  if (!isa<FloatType>(x.getElementType()) || x.getElementType() != init.getElementType())
+  if (!isa<FloatType>(x.getElementType()) ||
+      x.getElementType() != init.getElementType())
     return emitOpError("expects input and destination of the same float type");
 
   int64_t rows = getN(), cols = getK();
@@ -336,16 +353,19 @@ LogicalResult FusedMatmulOp::verify() {
   if (getBias()) {
     auto bias = cast<ShapedType>(getBias().getType());
     if (bias.getRank() != 1 || mismatch(bias.getDimSize(0), rows))
-      return emitOpError("expects a bias of ") << rows << " values, got "
-                                               << shapeStr(bias);
+      return emitOpError("expects a bias of ")
+             << rows << " values, got " << shapeStr(bias);
   }
   return success();
 }
 
-MutableOperandRange FusedMatmulOp::getDpsInitsMutable() { return getInitMutable(); }
+MutableOperandRange FusedMatmulOp::getDpsInitsMutable() {
+  return getInitMutable();
+}
 
 void FusedMatmulOp::getEffects(
-    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>> &effects) {
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
+        &effects) {
   for (OpOperand &operand : getOperation()->getOpOperands()) {
     if (!isa<MemRefType>(operand.get().getType()))
       continue;

@@ -1,4 +1,5 @@
-//===- QFDialect.h - The qf quantization dialect -----------------*- C++ -*-===//
+//===- QFDialect.h - The qf quantization dialect -----------------*- C++
+//-*-===//
 //
 // Part of qforge.
 //
@@ -29,7 +30,8 @@ class DialectRegistry;
 
 namespace qforge::qf {
 /// Registers the bufferization model of qf.fused_matmul.
-void registerBufferizableOpInterfaceExternalModels(mlir::DialectRegistry &registry);
+void registerBufferizableOpInterfaceExternalModels(
+    mlir::DialectRegistry &registry);
 } // namespace qforge::qf
 
 #endif // QFORGE_DIALECT_QF_QFDIALECT_H

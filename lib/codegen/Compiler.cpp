@@ -39,13 +39,16 @@ bool parseTargets(StringRef text, std::vector<CompileTarget> &targets,
       targets.push_back({"cpu", ""});
     } else if (part.consume_front("cuda")) {
       std::string chip = part.consume_front(":") ? part.str() : "sm_80";
-      if (chip != "sm_80" && chip != "sm_86" && chip != "sm_89" && chip != "sm_90") {
-        error = "unsupported CUDA architecture '" + chip + "' (sm_80, sm_86, sm_89, sm_90)";
+      if (chip != "sm_80" && chip != "sm_86" && chip != "sm_89" &&
+          chip != "sm_90") {
+        error = "unsupported CUDA architecture '" + chip +
+                "' (sm_80, sm_86, sm_89, sm_90)";
         return false;
       }
       targets.push_back({"cuda", chip});
     } else {
-      error = "unknown target '" + part.str() + "' (expected cpu or cuda:sm_XX)";
+      error =
+          "unknown target '" + part.str() + "' (expected cpu or cuda:sm_XX)";
       return false;
     }
   }
@@ -60,14 +63,17 @@ namespace {
 
 /// Printing flags for IR shown to people: large constants elided.
 OpPrintingFlags readableFlags() {
-  return OpPrintingFlags().elideLargeElementsAttrs(16).elideLargeResourceString(64);
+  return OpPrintingFlags().elideLargeElementsAttrs(16).elideLargeResourceString(
+      64);
 }
 
-/// Writes the IR after every pass to DIR/NN-<pass>.mlir, numbered in pipeline order.
+/// Writes the IR after every pass to DIR/NN-<pass>.mlir, numbered in pipeline
+/// order.
 class DumpIRConfig : public PassManager::IRPrinterConfig {
 public:
   DumpIRConfig(std::string dir, unsigned &counter)
-      : IRPrinterConfig(/*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false,
+      : IRPrinterConfig(/*printModuleScope=*/true,
+                        /*printAfterOnlyOnChange=*/false,
                         /*printAfterOnlyOnFailure=*/false, readableFlags()),
         dir(std::move(dir)), counter(counter) {}
 
@@ -110,7 +116,8 @@ struct Compilation {
           /*printAfterOnlyOnChange=*/false, /*printAfterOnlyOnFailure=*/false,
           llvm::errs(), readableFlags());
     if (!options.dumpIRDir.empty())
-      pm.enableIRPrinting(std::make_unique<DumpIRConfig>(options.dumpIRDir, dumpCounter));
+      pm.enableIRPrinting(
+          std::make_unique<DumpIRConfig>(options.dumpIRDir, dumpCounter));
   }
 
   void dumpStage(ModuleOp module, StringRef name) {
@@ -128,7 +135,8 @@ struct Compilation {
     }
   }
 
-  bool run(PassManager &pm, ModuleOp module, StringRef stage, std::string &error) {
+  bool run(PassManager &pm, ModuleOp module, StringRef stage,
+           std::string &error) {
     instrument(pm);
     if (succeeded(pm.run(module)))
       return true;
@@ -213,7 +221,8 @@ bool compileModel(const CompileOptions &options, std::string &error) {
 
   Compilation c{options, ctx};
   ScopedDiagnosticHandler diagnostics(&ctx, [&](Diagnostic &diag) {
-    if (diag.getSeverity() != DiagnosticSeverity::Error || !c.firstError.empty())
+    if (diag.getSeverity() != DiagnosticSeverity::Error ||
+        !c.firstError.empty())
       return success();
     std::string loc;
     llvm::raw_string_ostream os(loc);
@@ -224,7 +233,8 @@ bool compileModel(const CompileOptions &options, std::string &error) {
   });
 
   if (!options.dumpIRDir.empty()) {
-    if (std::error_code ec = llvm::sys::fs::create_directories(options.dumpIRDir)) {
+    if (std::error_code ec =
+            llvm::sys::fs::create_directories(options.dumpIRDir)) {
       error = options.dumpIRDir + ": cannot create directory: " + ec.message();
       return false;
     }
@@ -274,26 +284,32 @@ bool compileModel(const CompileOptions &options, std::string &error) {
     a["dtype"] = dtypeName(type.getElementType());
     a["shape"] = shapeJson(type);
     if (a["dtype"] == "") {
-      error = "argument " + std::to_string(arg.getArgNumber()) + " has an unsupported element type";
+      error = "argument " + std::to_string(arg.getArgNumber()) +
+              " has an unsupported element type";
       return false;
     }
-    if (auto w = entry.getArgAttrOfType<ElementsAttr>(arg.getArgNumber(), "qf.weight")) {
+    if (auto w = entry.getArgAttrOfType<ElementsAttr>(arg.getArgNumber(),
+                                                      "qf.weight")) {
       std::vector<uint8_t> bytes;
       if (!weightBytes(w, bytes)) {
-        error = "cannot read the data of weight argument " + std::to_string(arg.getArgNumber());
+        error = "cannot read the data of weight argument " +
+                std::to_string(arg.getArgNumber());
         return false;
       }
       std::string section = "weight." + std::to_string(weightIndex++);
       a["role"] = "weight";
-      auto name = entry.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "qf.name");
+      auto name =
+          entry.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "qf.name");
       a["name"] = name ? name.str() : section;
       a["section"] = section;
       weightSize[arg] = bytes.size();
       writer.addSection(section, std::move(bytes));
     } else {
-      auto name = entry.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "qf.name");
+      auto name =
+          entry.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "qf.name");
       a["role"] = "input";
-      a["name"] = name ? name.str() : "arg" + std::to_string(arg.getArgNumber());
+      a["name"] =
+          name ? name.str() : "arg" + std::to_string(arg.getArgNumber());
     }
     args.push_back(a);
   }
@@ -363,12 +379,13 @@ bool compileModel(const CompileOptions &options, std::string &error) {
     codegen::NativeOptions native;
     native.cpu = options.cpu;
     codegen::SharedObject so;
-    if (!codegen::buildSharedObject(*lowered, "main", args.size(), native, so, error)) {
+    if (!codegen::buildSharedObject(*lowered, "main", args.size(), native, so,
+                                    error)) {
       error = "native code for " + target.kind + ": " + error;
       return false;
     }
-    std::string section =
-        target.kind == "cuda" ? "code.cuda." + target.chip : "code." + target.kind;
+    std::string section = target.kind == "cuda" ? "code.cuda." + target.chip
+                                                : "code." + target.kind;
     writer.addSection(section, so.bytes.data(), so.bytes.size());
     t["library"] = section;
     t["symbol"] = so.symbol;
@@ -379,25 +396,27 @@ bool compileModel(const CompileOptions &options, std::string &error) {
     targets.push_back(t);
   }
 
-  nlohmann::json manifest{{"format_version", 1},
-                          {"producer", "qforge 0.1.0"},
-                          {"source", llvm::sys::path::filename(options.input).str()},
-                          {"entry", {{"name", "main"}, {"args", args}}},
-                          {"targets", targets},
-                          {"layers", layers}};
+  nlohmann::json manifest{
+      {"format_version", 1},
+      {"producer", "qforge 0.1.0"},
+      {"source", llvm::sys::path::filename(options.input).str()},
+      {"entry", {{"name", "main"}, {"args", args}}},
+      {"targets", targets},
+      {"layers", layers}};
   writer.setManifest(manifest);
   if (!writer.write(options.output, error))
     return false;
 
   if (!options.quiet) {
-    llvm::outs() << llvm::format("%-28s %-6s %4s %6s %12s %10s\n", "layer", "method",
-                                 "bits", "group", "bytes", "w-error");
+    llvm::outs() << llvm::format("%-28s %-6s %4s %6s %12s %10s\n", "layer",
+                                 "method", "bits", "group", "bytes", "w-error");
     for (const auto &l : layers)
       llvm::outs() << llvm::format(
-          "%-28s %-6s %4d %6lld %12lld %10.3e\n", l["name"].get<std::string>().c_str(),
+          "%-28s %-6s %4d %6lld %12lld %10.3e\n",
+          l["name"].get<std::string>().c_str(),
           l["method"].get<std::string>().c_str(), l["bits"].get<int>(),
-          (long long)l["group_size"].get<int64_t>(), (long long)l["bytes"].get<int64_t>(),
-          l["error"].get<double>());
+          (long long)l["group_size"].get<int64_t>(),
+          (long long)l["bytes"].get<int64_t>(), l["error"].get<double>());
     llvm::outs() << "wrote " << options.output << "\n";
   }
   return true;

@@ -1,4 +1,5 @@
-//===- FusedMatmulKernel.cpp - Kernel bodies for qf.fused_matmul -*- C++ -*-===//
+//===- FusedMatmulKernel.cpp - Kernel bodies for qf.fused_matmul -*- C++
+//-*-===//
 //
 // Part of qforge.
 //
@@ -16,8 +17,8 @@ namespace qforge::codegen {
 
 SmallVector<Value> FusedMatmulBuffers::all() const {
   SmallVector<Value> out;
-  for (Value v : {x, codes, scales, zeroPoints, lut, rowPtr, colIdx, values, bias,
-                  this->out})
+  for (Value v : {x, codes, scales, zeroPoints, lut, rowPtr, colIdx, values,
+                  bias, this->out})
     if (v)
       out.push_back(v);
   return out;
@@ -70,7 +71,8 @@ FusedMatmulBuffers getFlattenedBuffers(OpBuilder &b, qf::FusedMatmulOp op) {
 }
 
 /// a * c + acc, contractible into one fused multiply-add.
-static Value fmaContract(OpBuilder &b, Location loc, Value a, Value c, Value acc) {
+static Value fmaContract(OpBuilder &b, Location loc, Value a, Value c,
+                         Value acc) {
   auto fm = arith::FastMathFlags::contract;
   Value p = arith::MulFOp::create(b, loc, a, c, fm);
   return arith::AddFOp::create(b, loc, p, acc, fm);
@@ -84,18 +86,27 @@ struct Emitter {
   Type f;
 
   Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  Value i32(int64_t v) { return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v); }
-  Value i64(int64_t v) { return arith::ConstantIntOp::create(b, loc, b.getI64Type(), v); }
-  Value flt(double v) {
-    return arith::ConstantOp::create(b, loc, cast<TypedAttr>(b.getFloatAttr(f, v)));
+  Value i32(int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v);
   }
-  Value load(Value mem, ValueRange ix) { return memref::LoadOp::create(b, loc, mem, ix); }
+  Value i64(int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, b.getI64Type(), v);
+  }
+  Value flt(double v) {
+    return arith::ConstantOp::create(b, loc,
+                                     cast<TypedAttr>(b.getFloatAttr(f, v)));
+  }
+  Value load(Value mem, ValueRange ix) {
+    return memref::LoadOp::create(b, loc, mem, ix);
+  }
   /// Loads a float and converts it to the accumulation type.
   Value loadF(Value mem, ValueRange ix) {
     Value v = load(mem, ix);
     return v.getType() == f ? v : Value(arith::ExtFOp::create(b, loc, f, v));
   }
-  Value toF(Value intValue) { return arith::UIToFPOp::create(b, loc, f, intValue); }
+  Value toF(Value intValue) {
+    return arith::UIToFPOp::create(b, loc, f, intValue);
+  }
   Value add(Value a, Value c) { return arith::AddFOp::create(b, loc, a, c); }
   Value mul(Value a, Value c) { return arith::MulFOp::create(b, loc, a, c); }
 
@@ -112,8 +123,8 @@ struct Emitter {
       Value v = arith::ShRUIOp::create(b, loc, lo, sh);
       return arith::AndIOp::create(b, loc, v, i32((1 << bits) - 1));
     }
-    // Straddling codes: read the next word too (clamped; its bits are masked off when
-    // the code does not reach it) and shift the 64-bit pair.
+    // Straddling codes: read the next word too (clamped; its bits are masked
+    // off when the code does not reach it) and shift the 64-bit pair.
     Value next = arith::AddIOp::create(b, loc, word, idx(1));
     next = arith::MinUIOp::create(b, loc, next, idx(words - 1));
     Value hi = load(codes, {n, next});
@@ -129,8 +140,8 @@ struct Emitter {
 };
 } // namespace
 
-void emitOutputElement(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
-                       Value m, Value n) {
+void emitOutputElement(OpBuilder &b, Location loc,
+                       const FusedMatmulBuffers &buf, Value m, Value n) {
   Type f = cast<MemRefType>(buf.out.getType()).getElementType();
   Emitter e{b, loc, f};
   qf::SchemeAttr s = buf.scheme;
@@ -141,8 +152,8 @@ void emitOutputElement(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf
   int64_t groups = s.isCodebook() ? 1 : s.groupsPerRow(K);
   Value scaleRow = s.isPerTensor() ? e.idx(0) : n;
 
-  // acc = sum over groups of scale_g * sum_k x[m,k] * (code - zero_g); a codebook row
-  // is one group whose values come from the table.
+  // acc = sum over groups of scale_g * sum_k x[m,k] * (code - zero_g); a
+  // codebook row is one group whose values come from the table.
   auto groupLoop = scf::ForOp::create(
       b, loc, e.idx(0), e.idx(groups), e.idx(1), ValueRange{e.flt(0.0)},
       [&](OpBuilder &gb, Location gl, Value g, ValueRange gIter) {
@@ -166,7 +177,8 @@ void emitOutputElement(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf
               Value code = ke.code(buf.codes, n, k, bits, words);
               Value w;
               if (s.isCodebook()) {
-                Value ci = arith::IndexCastUIOp::create(kb, kl, kb.getIndexType(), code);
+                Value ci = arith::IndexCastUIOp::create(
+                    kb, kl, kb.getIndexType(), code);
                 w = ke.loadF(buf.lut, {n, ci});
               } else {
                 w = arith::SubFOp::create(kb, kl, ke.toF(code), zero);
@@ -184,7 +196,8 @@ void emitOutputElement(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf
 
   if (buf.rowPtr) {
     Value first = e.load(buf.rowPtr, {n});
-    Value last = e.load(buf.rowPtr, {arith::AddIOp::create(b, loc, n, e.idx(1))});
+    Value last =
+        e.load(buf.rowPtr, {arith::AddIOp::create(b, loc, n, e.idx(1))});
     auto toIndex = [&](Value v) {
       return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
     };
@@ -195,7 +208,7 @@ void emitOutputElement(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf
           Value col = arith::IndexCastOp::create(sb, sl, sb.getIndexType(),
                                                  se.load(buf.colIdx, {j}));
           Value v = fmaContract(sb, sl, se.loadF(buf.x, {m, col}),
-                             se.loadF(buf.values, {j}), it[0]);
+                                se.loadF(buf.values, {j}), it[0]);
           scf::YieldOp::create(sb, sl, v);
         });
     acc = sparse.getResult(0);

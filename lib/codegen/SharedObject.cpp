@@ -1,4 +1,5 @@
-//===- SharedObject.cpp - LLVM dialect to a native shared object -*- C++ -*-===//
+//===- SharedObject.cpp - LLVM dialect to a native shared object -*- C++
+//-*-===//
 //
 // Part of qforge.
 //
@@ -8,11 +9,11 @@
 
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/MCSubtargetInfo.h"
-#include "llvm/ADT/ScopeExit.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -30,7 +31,8 @@ using namespace mlir;
 
 namespace qforge::codegen {
 
-/// void qf_entry_<entry>(void **args) { _mlir_ciface_<entry>(args[0], ..., args[n-1]); }
+/// void qf_entry_<entry>(void **args) { _mlir_ciface_<entry>(args[0], ...,
+/// args[n-1]); }
 static bool addPackedEntry(llvm::Module &m, StringRef entry, unsigned numArgs,
                            std::string &symbol, std::string &error) {
   llvm::Function *ciface = m.getFunction(("_mlir_ciface_" + entry).str());
@@ -75,7 +77,8 @@ bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
   llvm::InitializeNativeTargetAsmPrinter();
 
   llvm::LLVMContext ctx;
-  std::unique_ptr<llvm::Module> llvmModule = translateModuleToLLVMIR(module, ctx);
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(module, ctx);
   if (!llvmModule) {
     error = "translation to LLVM IR failed";
     return false;
@@ -85,7 +88,8 @@ bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
 
   llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
   std::string lookupError;
-  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, lookupError);
+  const llvm::Target *target =
+      llvm::TargetRegistry::lookupTarget(triple, lookupError);
   if (!target) {
     error = "no LLVM target for " + triple.str() + ": " + lookupError;
     return false;
@@ -137,7 +141,8 @@ bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
       return false;
     }
     llvm::legacy::PassManager pm;
-    if (tm->addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::ObjectFile)) {
+    if (tm->addPassesToEmitFile(pm, os, nullptr,
+                                llvm::CodeGenFileType::ObjectFile)) {
       error = "the target cannot emit object files";
       return false;
     }
@@ -153,9 +158,10 @@ bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
     linker = *found;
   }
   std::string linkError;
-  SmallVector<StringRef> args = {linker,  "-shared", "--no-undefined-version",
-                                 "-o",    soPath,    objPath};
-  int rc = llvm::sys::ExecuteAndWait(linker, args, std::nullopt, {}, 0, 0, &linkError);
+  SmallVector<StringRef> args = {linker, "-shared", "--no-undefined-version",
+                                 "-o",   soPath,    objPath};
+  int rc = llvm::sys::ExecuteAndWait(linker, args, std::nullopt, {}, 0, 0,
+                                     &linkError);
   if (rc != 0) {
     error = "linking the shared object failed" +
             (linkError.empty() ? std::string() : ": " + linkError);

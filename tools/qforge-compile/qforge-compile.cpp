@@ -1,4 +1,5 @@
-//===- qforge-compile.cpp - Compile an ONNX model to a .qfm module -*- C++ -*-===//
+//===- qforge-compile.cpp - Compile an ONNX model to a .qfm module -*- C++
+//-*-===//
 //
 // Part of qforge.
 //
@@ -13,40 +14,52 @@
 using namespace llvm;
 
 static cl::OptionCategory category("qforge-compile options");
-static cl::opt<std::string> input(cl::Positional, cl::desc("<model.onnx>"), cl::Required,
-                                  cl::cat(category));
+static cl::opt<std::string> input(cl::Positional, cl::desc("<model.onnx>"),
+                                  cl::Required, cl::cat(category));
 static cl::opt<std::string> output("o", cl::desc("Output module (.qfm)"),
-                                   cl::value_desc("file"), cl::Required, cl::cat(category));
-static cl::opt<std::string> method("method", cl::desc("Quantization method: none, rtn"),
+                                   cl::value_desc("file"), cl::Required,
+                                   cl::cat(category));
+static cl::opt<std::string> method("method",
+                                   cl::desc("Quantization method: none, rtn"),
                                    cl::init("rtn"), cl::cat(category));
-static cl::opt<unsigned> bits("bits", cl::desc("Code width: 2, 3, 4 or 8"), cl::init(4),
-                              cl::cat(category));
-static cl::opt<int64_t> groupSize("group-size",
-                                  cl::desc("Input channels per scale; -1 per channel, "
-                                           "0 per tensor"),
-                                  cl::init(128), cl::cat(category));
-static cl::opt<bool> sym("sym", cl::desc("Symmetric codes (--sym=false stores zero points)"),
-                         cl::init(true), cl::cat(category));
-static cl::opt<std::string> target("target",
-                                   cl::desc("Comma-separated targets: cpu, cuda:sm_80, "
-                                            "cuda:sm_90"),
-                                   cl::init("cpu"), cl::cat(category));
-static cl::opt<std::string> cpu("cpu",
-                                cl::desc("CPU to generate code for: native or an LLVM CPU "
-                                         "name (x86-64-v3 is portable to AVX2 machines)"),
-                                cl::init("native"), cl::cat(category));
-static cl::list<std::string> shapes("shape", cl::desc("Static input shape, name=1x256"),
-                                    cl::value_desc("name=DxD"), cl::cat(category));
-static cl::opt<bool> printIR("print-ir-after-all",
-                            cl::desc("Print the IR after every pass (large constants elided)"),
-                            cl::cat(category));
-static cl::opt<std::string> dumpIR("dump-ir",
-                                   cl::desc("Write the IR after every pass to DIR/NN-pass.mlir"),
-                                   cl::value_desc("dir"), cl::cat(category));
-static cl::opt<std::string> emitPTX("emit-ptx", cl::desc("Also write the PTX of each CUDA "
-                                                         "target to DIR"),
+static cl::opt<unsigned> bits("bits", cl::desc("Code width: 2, 3, 4 or 8"),
+                              cl::init(4), cl::cat(category));
+static cl::opt<int64_t>
+    groupSize("group-size",
+              cl::desc("Input channels per scale; -1 per channel, "
+                       "0 per tensor"),
+              cl::init(128), cl::cat(category));
+static cl::opt<bool>
+    sym("sym", cl::desc("Symmetric codes (--sym=false stores zero points)"),
+        cl::init(true), cl::cat(category));
+static cl::opt<std::string>
+    target("target",
+           cl::desc("Comma-separated targets: cpu, cuda:sm_80, "
+                    "cuda:sm_90"),
+           cl::init("cpu"), cl::cat(category));
+static cl::opt<std::string>
+    cpu("cpu",
+        cl::desc("CPU to generate code for: native or an LLVM CPU "
+                 "name (x86-64-v3 is portable to AVX2 machines)"),
+        cl::init("native"), cl::cat(category));
+static cl::list<std::string> shapes("shape",
+                                    cl::desc("Static input shape, name=1x256"),
+                                    cl::value_desc("name=DxD"),
+                                    cl::cat(category));
+static cl::opt<bool>
+    printIR("print-ir-after-all",
+            cl::desc("Print the IR after every pass (large constants elided)"),
+            cl::cat(category));
+static cl::opt<std::string>
+    dumpIR("dump-ir",
+           cl::desc("Write the IR after every pass to DIR/NN-pass.mlir"),
+           cl::value_desc("dir"), cl::cat(category));
+static cl::opt<std::string> emitPTX("emit-ptx",
+                                    cl::desc("Also write the PTX of each CUDA "
+                                             "target to DIR"),
                                     cl::value_desc("dir"), cl::cat(category));
-static cl::opt<bool> quiet("quiet", cl::desc("Print nothing on success"), cl::cat(category));
+static cl::opt<bool> quiet("quiet", cl::desc("Print nothing on success"),
+                           cl::cat(category));
 
 static int fail(const std::string &message) {
   errs() << "qforge-compile: error: " << message << "\n";
@@ -56,7 +69,8 @@ static int fail(const std::string &message) {
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(category);
-  cl::ParseCommandLineOptions(argc, argv, "qforge ahead-of-time quantizing compiler\n");
+  cl::ParseCommandLineOptions(argc, argv,
+                              "qforge ahead-of-time quantizing compiler\n");
 
   qforge::CompileOptions options;
   options.input = input;

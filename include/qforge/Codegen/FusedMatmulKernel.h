@@ -1,12 +1,13 @@
-//===- FusedMatmulKernel.h - Kernel bodies for qf.fused_matmul ---*- C++ -*-===//
+//===- FusedMatmulKernel.h - Kernel bodies for qf.fused_matmul ---*- C++
+//-*-===//
 //
 // Part of qforge.
 //
 //===----------------------------------------------------------------------===//
 //
-// The arithmetic of one output element of qf.fused_matmul, emitted as scf/arith/memref
-// IR over buffers. The CPU lowering wraps it in parallel loops; the GPU kernel generator
-// wraps it in a gpu.func indexed by thread.
+// The arithmetic of one output element of qf.fused_matmul, emitted as
+// scf/arith/memref IR over buffers. The CPU lowering wraps it in parallel
+// loops; the GPU kernel generator wraps it in a gpu.func indexed by thread.
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,7 +25,8 @@ namespace qforge::codegen {
 struct FusedMatmulBuffers {
   qf::SchemeAttr scheme;
   int64_t rows = 0, cols = 0; // N, K
-  mlir::Value x, codes, scales, zeroPoints, lut, rowPtr, colIdx, values, bias, out;
+  mlir::Value x, codes, scales, zeroPoints, lut, rowPtr, colIdx, values, bias,
+      out;
 
   /// All non-null buffers, in a fixed order (the kernel's parameter order).
   llvm::SmallVector<mlir::Value> all() const;
@@ -32,13 +34,17 @@ struct FusedMatmulBuffers {
   FusedMatmulBuffers rebind(mlir::ValueRange values) const;
 };
 
-/// Collects the buffers of a memref-form fused matmul, inserting memref.collapse_shape
-/// (or expand_shape for rank 1) before it so x and the output are 2-D.
-FusedMatmulBuffers getFlattenedBuffers(mlir::OpBuilder &b, qf::FusedMatmulOp op);
+/// Collects the buffers of a memref-form fused matmul, inserting
+/// memref.collapse_shape (or expand_shape for rank 1) before it so x and the
+/// output are 2-D.
+FusedMatmulBuffers getFlattenedBuffers(mlir::OpBuilder &b,
+                                       qf::FusedMatmulOp op);
 
-/// Emits the computation of out[m, n] (including outliers and bias) and stores it.
+/// Emits the computation of out[m, n] (including outliers and bias) and stores
+/// it.
 void emitOutputElement(mlir::OpBuilder &b, mlir::Location loc,
-                       const FusedMatmulBuffers &buf, mlir::Value m, mlir::Value n);
+                       const FusedMatmulBuffers &buf, mlir::Value m,
+                       mlir::Value n);
 
 } // namespace qforge::codegen
 

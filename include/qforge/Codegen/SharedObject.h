@@ -1,4 +1,5 @@
-//===- SharedObject.h - LLVM dialect to a native shared object ---*- C++ -*-===//
+//===- SharedObject.h - LLVM dialect to a native shared object ---*- C++
+//-*-===//
 //
 // Part of qforge.
 //
@@ -25,17 +26,19 @@ struct SharedObject {
   /// The packed entry symbol: `void symbol(void **args)`.
   std::string symbol;
   std::string cpu;
-  /// CPU features the code may use, by the runtime's names (avx2, fma, avx512f, ...).
+  /// CPU features the code may use, by the runtime's names (avx2, fma, avx512f,
+  /// ...).
   std::vector<std::string> features;
 };
 
-/// Translates `module` (LLVM dialect, host code; may hold gpu.binary ops) to LLVM IR,
-/// adds the packed entry `qf_entry_<entry>` calling `_mlir_ciface_<entry>` with
-/// `numArgs` descriptor pointers, optimizes, emits an object and links it into a
-/// shared object. On failure returns false and sets `error`.
-bool buildSharedObject(mlir::ModuleOp module, llvm::StringRef entry, unsigned numArgs,
-                       const NativeOptions &options, SharedObject &out,
-                       std::string &error);
+/// Translates `module` (LLVM dialect, host code; may hold gpu.binary ops) to
+/// LLVM IR, adds the packed entry `qf_entry_<entry>` calling
+/// `_mlir_ciface_<entry>` with `numArgs` descriptor pointers, optimizes, emits
+/// an object and links it into a shared object. On failure returns false and
+/// sets `error`.
+bool buildSharedObject(mlir::ModuleOp module, llvm::StringRef entry,
+                       unsigned numArgs, const NativeOptions &options,
+                       SharedObject &out, std::string &error);
 
 } // namespace qforge::codegen
 

@@ -4,8 +4,8 @@
 //
 //===----------------------------------------------------------------------===//
 //
-// The ahead-of-time compile: import, quantize, fuse, externalize weights, lower for
-// each target, emit native code and write the module file.
+// The ahead-of-time compile: import, quantize, fuse, externalize weights, lower
+// for each target, emit native code and write the module file.
 //
 //===----------------------------------------------------------------------===//
 
@@ -39,11 +39,13 @@ struct CompileOptions {
   bool quiet = false;
 };
 
-/// Parses "cpu,cuda:sm_90" into targets; returns false with `error` on bad input.
+/// Parses "cpu,cuda:sm_90" into targets; returns false with `error` on bad
+/// input.
 bool parseTargets(llvm::StringRef text, std::vector<CompileTarget> &targets,
                   std::string &error);
 
-/// Compiles; on failure returns false with one line in `error` and leaves no output.
+/// Compiles; on failure returns false with one line in `error` and leaves no
+/// output.
 bool compileModel(const CompileOptions &options, std::string &error);
 
 } // namespace qforge

@@ -187,6 +187,17 @@ bool checkManifestAgainstSections(
 // Writer
 //===----------------------------------------------------------------------===//
 
+/// Appends `size` bytes to the file being written; false on an I/O error.
+using ChunkWriter = std::function<bool(const void *data, size_t size)>;
+
+/// Writes a file through `path + ".tmp.<pid>"`, renamed over `path` once `body`
+/// (which emits the contents through the ChunkWriter it is given) returns true;
+/// the temporary is removed on any failure, so readers never see a partial
+/// file.
+bool writeFileAtomically(const std::string &path,
+                         const std::function<bool(const ChunkWriter &)> &body,
+                         std::string &err);
+
 /// Builds a .qfm file in memory and writes it atomically: the bytes go to
 /// `path + ".tmp.<pid>"`, which is renamed over `path` once complete and
 /// removed on any failure, so a failed write never leaves a partial file.
