@@ -50,8 +50,14 @@ struct FuseMatmul : public OpRewritePattern<tosa::MatMulOp> {
                                          "batched or zero-point matmul");
 
     Location loc = matmul.getLoc();
-    Value init = tensor::EmptyOp::create(rewriter, loc, outType.getShape(),
-                                         outType.getElementType());
+    // The destination has the matmul's shape; leading dimensions may be
+    // dynamic.
+    SmallVector<Value> dynamicSizes;
+    for (int64_t i = 0; i < outType.getRank(); ++i)
+      if (outType.isDynamicDim(i))
+        dynamicSizes.push_back(
+            tensor::DimOp::create(rewriter, loc, matmul.getA(), i));
+    Value init = tensor::EmptyOp::create(rewriter, loc, outType, dynamicSizes);
     Value rowPtr, colIdx, values;
     if (outliers) {
       rowPtr = outliers.getRowPtr();

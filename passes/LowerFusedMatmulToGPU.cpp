@@ -81,10 +81,9 @@ struct LowerFusedMatmulToGPUPass
     SmallVector<Value> args = buf.all();
     for (Value v : args) {
       auto type = cast<MemRefType>(v.getType());
-      if (!type.hasStaticShape() || !type.getLayout().isIdentity())
-        return op.emitOpError("GPU lowering needs static, contiguous buffers");
+      if (!type.getLayout().isIdentity())
+        return op.emitOpError("GPU lowering needs contiguous buffers");
     }
-    int64_t rowsM = cast<MemRefType>(buf.x.getType()).getDimSize(0);
 
     // The kernel: one thread per output element; x indexes output channels, y
     // rows.
@@ -120,8 +119,9 @@ struct LowerFusedMatmulToGPUPass
       return arith::ConstantIndexOp::create(b, loc, v);
     };
     int64_t gridX = (buf.rows + kThreadsPerBlock - 1) / kThreadsPerBlock;
+    Value rowsM = memref::DimOp::create(b, loc, buf.x, 0);
     gpu::LaunchFuncOp::create(b, loc, fn,
-                              gpu::KernelDim3{c(gridX), c(rowsM), c(1)},
+                              gpu::KernelDim3{c(gridX), rowsM, c(1)},
                               gpu::KernelDim3{c(kThreadsPerBlock), c(1), c(1)},
                               /*dynamicSharedMemorySize=*/Value(), args);
     op.erase();

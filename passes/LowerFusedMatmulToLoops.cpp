@@ -32,10 +32,9 @@ struct LowerFusedMatmulToLoopsPass
       }
       codegen::FusedMatmulBuffers buf = codegen::getFlattenedBuffers(b, op);
       Location loc = op.getLoc();
-      int64_t rowsM = cast<MemRefType>(buf.x.getType()).getDimSize(0);
       Value zero = arith::ConstantIndexOp::create(b, loc, 0);
       Value one = arith::ConstantIndexOp::create(b, loc, 1);
-      Value m = arith::ConstantIndexOp::create(b, loc, rowsM);
+      Value m = memref::DimOp::create(b, loc, buf.x, 0);
       Value n = arith::ConstantIndexOp::create(b, loc, buf.rows);
       scf::ParallelOp::create(
           b, loc, ValueRange{zero, zero}, ValueRange{m, n},

@@ -33,18 +33,17 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
   fpm.addPass(createTosaToTensorPass());
   pm.addPass(createCanonicalizerPass());
 
-  // Tensors → buffers; results become caller-provided output buffers.
+  // Tensors → buffers. Results stay results: the entry returns buffers it owns
+  // (upstream ownership-based deallocation clones any result that would alias
+  // an argument), so outputs may have shapes known only at run time.
   bufferization::OneShotBufferizePassOptions bufferize;
   bufferize.bufferizeFunctionBoundaries = true;
   bufferize.functionBoundaryTypeConversion =
       bufferization::LayoutMapOption::IdentityLayoutMap;
   pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
-  bufferization::BufferResultsToOutParamsPassOptions outParams;
-  outParams.hoistStaticAllocs = true;
-  outParams.modifyPublicFunctions = true;
-  pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
+  pm.addPass(createConvertBufferizationToMemRefPass());
   pm.addPass(createCanonicalizerPass());
 
   if (options.target == "cuda") {

@@ -12,6 +12,9 @@
 
 #include "qforge/Runtime/Runtime.h"
 
+#include <cstdlib>
+#include <cstring>
+
 using namespace qforge;
 using namespace qforge::rt;
 using qfm::ArgInfo;
@@ -34,29 +37,31 @@ public:
   }
 
   bool run(const std::vector<const HostTensor *> &inputs,
-           const std::vector<HostTensor *> &outputs,
-           std::string &err) override {
+           std::vector<HostTensor> &outputs, std::string &err) override {
     const qfm::Manifest &m = module->manifest();
     MemRefArgs args;
-    size_t nextInput = 0, nextOutput = 0;
+    size_t nextInput = 0;
     for (const ArgInfo &a : m.args) {
-      void *data = nullptr;
-      switch (a.role) {
-      case ArgRole::Weight:
-        data =
-            const_cast<uint8_t *>(module->file().findSection(a.section)->data);
-        break;
-      case ArgRole::Input:
-        data = const_cast<void *>(inputs.at(nextInput++)->data());
-        break;
-      case ArgRole::Output:
-        data = outputs.at(nextOutput++)->data();
-        break;
+      if (a.role == ArgRole::Weight) {
+        args.add(
+            const_cast<uint8_t *>(module->file().findSection(a.section)->data),
+            a.shape);
+      } else if (a.role == ArgRole::Input) {
+        const HostTensor *t = inputs.at(nextInput++);
+        args.add(const_cast<void *>(t->data()), t->shape);
       }
-      args.add(data, a.shape);
     }
+    std::vector<size_t> ranks = outputRanks(m);
+    if (!ranks.empty())
+      args.addResults(ranks);
     entry(args.data());
-    return true;
+    return collectResults(
+        args, m, outputs,
+        [](void *dst, const void *src, size_t bytes, std::string &) {
+          std::memcpy(dst, src, bytes);
+          return true;
+        },
+        [](void *allocated) { std::free(allocated); }, err);
   }
 
 private:

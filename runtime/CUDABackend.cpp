@@ -650,8 +650,7 @@ public:
   }
 
   bool run(const std::vector<const HostTensor *> &inputs,
-           const std::vector<HostTensor *> &outputs,
-           std::string &err) override {
+           std::vector<HostTensor> &outputs, std::string &err) override {
     if (!d->makeCurrent()) {
       takeError(err);
       return false;
@@ -660,35 +659,29 @@ public:
     takeError(stale);
 
     DeviceBuffers buffers(d);
-    std::vector<CUdeviceptr> inputPointers, outputPointers;
-    for (const HostTensor *t : inputs) {
-      CUdeviceptr ptr;
-      if (!buffers.allocate(t->byteSize(), ptr, err))
-        return false;
-      if (t->byteSize()) {
-        CUresult r = d->cuMemcpyHtoD_v2(ptr, t->data(), t->byteSize());
-        if (r != CUDA_SUCCESS) {
-          err = "CUDA error in cuMemcpyHtoD: " + d->errorString(r);
-          return false;
-        }
-      }
-      inputPointers.push_back(ptr);
-    }
-    for (const HostTensor *t : outputs) {
-      CUdeviceptr ptr;
-      if (!buffers.allocate(t->byteSize(), ptr, err))
-        return false;
-      outputPointers.push_back(ptr);
-    }
-
     MemRefArgs args;
-    size_t w = 0, i = 0, o = 0;
+    size_t w = 0, i = 0;
     for (const ArgInfo &a : module->manifest().args) {
-      CUdeviceptr ptr = a.role == ArgRole::Weight  ? weightPointers.at(w++)
-                        : a.role == ArgRole::Input ? inputPointers.at(i++)
-                                                   : outputPointers.at(o++);
-      args.add(reinterpret_cast<void *>(ptr), a.shape);
+      if (a.role == ArgRole::Weight) {
+        args.add(reinterpret_cast<void *>(weightPointers.at(w++)), a.shape);
+      } else if (a.role == ArgRole::Input) {
+        const HostTensor *t = inputs.at(i++);
+        CUdeviceptr ptr;
+        if (!buffers.allocate(t->byteSize(), ptr, err))
+          return false;
+        if (t->byteSize()) {
+          CUresult r = d->cuMemcpyHtoD_v2(ptr, t->data(), t->byteSize());
+          if (r != CUDA_SUCCESS) {
+            err = "CUDA error in cuMemcpyHtoD: " + d->errorString(r);
+            return false;
+          }
+        }
+        args.add(reinterpret_cast<void *>(ptr), t->shape);
+      }
     }
+    std::vector<size_t> ranks = outputRanks(module->manifest());
+    if (!ranks.empty())
+      args.addResults(ranks);
     entry(args.data());
 
     CUresult r = d->cuCtxSynchronize();
@@ -698,17 +691,22 @@ public:
       err = "CUDA error in cuCtxSynchronize: " + d->errorString(r);
       return false;
     }
-    for (size_t k = 0; k < outputs.size(); ++k) {
-      HostTensor *t = outputs[k];
-      if (!t->byteSize())
-        continue;
-      r = d->cuMemcpyDtoH_v2(t->data(), outputPointers[k], t->byteSize());
-      if (r != CUDA_SUCCESS) {
-        err = "CUDA error in cuMemcpyDtoH: " + d->errorString(r);
-        return false;
-      }
-    }
-    return true;
+    // The entry returns device buffers it allocated; copy them back and free
+    // them.
+    const Driver *drv = d;
+    return collectResults(
+        args, module->manifest(), outputs,
+        [drv](void *dst, const void *src, size_t bytes, std::string &e) {
+          CUresult rc = drv->cuMemcpyDtoH_v2(
+              dst, reinterpret_cast<CUdeviceptr>(src), bytes);
+          if (rc != CUDA_SUCCESS)
+            e = "CUDA error in cuMemcpyDtoH: " + drv->errorString(rc);
+          return rc == CUDA_SUCCESS;
+        },
+        [drv](void *allocated) {
+          drv->cuMemFree_v2(reinterpret_cast<CUdeviceptr>(allocated));
+        },
+        err);
   }
 
 private:

@@ -358,6 +358,80 @@ void MemRefArgs::add(void *data, const std::vector<int64_t> &shape) {
   storage.push_back(std::move(words));
 }
 
+void MemRefArgs::addResults(const std::vector<size_t> &ranks) {
+  size_t words = 0;
+  for (size_t rank : ranks)
+    words += 3 + 2 * rank;
+  auto area = std::make_unique<int64_t[]>(words ? words : 1);
+  results = area.get();
+  resultRanks = ranks;
+  pointers.push_back(area.get());
+  storage.push_back(std::move(area));
+}
+
+MemRefArgs::Returned MemRefArgs::result(size_t k, size_t elementSize) const {
+  const int64_t *words = results;
+  for (size_t i = 0; i < k; ++i)
+    words += 3 + 2 * resultRanks[i];
+  size_t rank = resultRanks[k];
+  Returned r;
+  const uint8_t *aligned;
+  std::memcpy(&r.allocated, &words[0], sizeof(void *));
+  std::memcpy(&aligned, &words[1], sizeof(void *));
+  r.data = aligned + words[2] * static_cast<int64_t>(elementSize);
+  r.shape.assign(words + 3, words + 3 + rank);
+  int64_t stride = 1;
+  for (size_t i = rank; i-- > 0;) {
+    if (r.shape[i] != 1 && words[3 + rank + i] != stride)
+      r.contiguous = false;
+    stride *= r.shape[i];
+  }
+  return r;
+}
+
+std::vector<size_t> rt::outputRanks(const qfm::Manifest &manifest) {
+  std::vector<size_t> ranks;
+  for (const ArgInfo *a : manifest.argsWithRole(ArgRole::Output))
+    ranks.push_back(a->shape.size());
+  return ranks;
+}
+
+bool rt::collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
+                        std::vector<HostTensor> &outputs,
+                        const std::function<bool(void *, const void *, size_t,
+                                                 std::string &)> &copy,
+                        const std::function<void(void *)> &release,
+                        std::string &err) {
+  std::vector<const ArgInfo *> outs = manifest.argsWithRole(ArgRole::Output);
+  outputs.clear();
+  bool ok = true;
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const ArgInfo &a = *outs[k];
+    MemRefArgs::Returned r = args.result(k, qfm::dtypeSize(a.dtype));
+    if (ok && !r.contiguous) {
+      err = "output '" + a.name + "' was returned with a strided layout";
+      ok = false;
+    }
+    for (size_t d = 0; ok && d < a.shape.size(); ++d) {
+      if (r.shape[d] < 0 || (a.shape[d] >= 0 && a.shape[d] != r.shape[d])) {
+        err = "output '" + a.name + "' came back with shape " +
+              qfm::formatShape(r.shape) + ", expected " +
+              qfm::formatShape(a.shape);
+        ok = false;
+      }
+    }
+    if (ok) {
+      outputs.emplace_back(a.dtype, r.shape);
+      HostTensor &t = outputs.back();
+      if (t.byteSize())
+        ok = copy(t.data(), r.data, t.byteSize(), err);
+    }
+    if (r.allocated)
+      release(r.allocated);
+  }
+  return ok;
+}
+
 //===----------------------------------------------------------------------===//
 // Shared objects loaded from memory
 //===----------------------------------------------------------------------===//
@@ -688,15 +762,6 @@ std::unique_ptr<Session> Session::create(std::shared_ptr<const Module> module,
                                          DeviceKind device, std::string &err) {
   const qfm::Manifest &m = module->manifest();
   const std::string &path = module->path();
-  for (const ArgInfo &a : m.args) {
-    if (qfm::isDynamic(a.shape)) {
-      err = path +
-            ": dynamic shapes are not supported by this runtime version "
-            "(argument '" +
-            a.name + "' has shape " + qfm::formatShape(a.shape) + ")";
-      return nullptr;
-    }
-  }
   if (m.targets.empty()) {
     err = path + ": module has no compiled targets";
     return nullptr;
@@ -792,7 +857,10 @@ bool Session::run(const TensorMap &inputs, TensorMap &outputs,
       return false;
     }
     const HostTensor &t = it->second;
-    if (t.shape != a->shape) {
+    bool fits = t.shape.size() == a->shape.size();
+    for (size_t d = 0; fits && d < t.shape.size(); ++d)
+      fits = a->shape[d] < 0 || a->shape[d] == t.shape[d];
+    if (!fits) {
       err = "input '" + a->name + "': expected shape " +
             qfm::formatShape(a->shape) + " (" + qfm::dtypeName(a->dtype) +
             "), got " + qfm::formatShape(t.shape);
@@ -804,22 +872,18 @@ bool Session::run(const TensorMap &inputs, TensorMap &outputs,
             "), got " + qfm::dtypeName(t.dtype);
       return false;
     }
-    if (t.byteSize() != a->byteSize()) {
+    size_t needed = static_cast<size_t>(qfm::numElements(t.shape)) *
+                    qfm::dtypeSize(a->dtype);
+    if (t.byteSize() != needed) {
       err = "input '" + a->name + "': buffer holds " +
-            std::to_string(t.byteSize()) + " bytes, " + expected + " needs " +
-            std::to_string(a->byteSize());
+            std::to_string(t.byteSize()) + " bytes, " +
+            qfm::formatShape(t.shape) + " needs " + std::to_string(needed);
       return false;
     }
     inputList.push_back(&t);
   }
 
-  TensorMap results;
-  std::vector<HostTensor *> outputList;
-  for (const ArgInfo *a : m.argsWithRole(ArgRole::Output)) {
-    HostTensor &t = results[a->name];
-    t = HostTensor(a->dtype, a->shape);
-    outputList.push_back(&t);
-  }
+  std::vector<HostTensor> outputList;
   try {
     if (!backend->run(inputList, outputList, err))
       return false;
@@ -827,6 +891,10 @@ bool Session::run(const TensorMap &inputs, TensorMap &outputs,
     err = std::string("run failed: ") + e.what();
     return false;
   }
+  TensorMap results;
+  std::vector<const ArgInfo *> outs = m.argsWithRole(ArgRole::Output);
+  for (size_t k = 0; k < outs.size(); ++k)
+    results[outs[k]->name] = std::move(outputList.at(k));
   outputs = std::move(results);
   return true;
 }

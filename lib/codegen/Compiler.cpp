@@ -15,6 +15,7 @@
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Transforms/Passes.h"
@@ -240,11 +241,25 @@ bool compileModel(const CompileOptions &options, std::string &error) {
     }
   }
 
-  // 1. Import.
-  OwningOpRef<ModuleOp> module =
-      importer::importONNXFile(ctx, options.input, options.import, error);
-  if (!module)
-    return false;
+  // 1. Import ONNX, or read graph IR that qforge-import (or a person) wrote.
+  OwningOpRef<ModuleOp> module;
+  if (StringRef(options.input).ends_with(".mlir")) {
+    if (!llvm::sys::fs::exists(options.input)) {
+      error = options.input + ": cannot open: No such file or directory";
+      return false;
+    }
+    module = parseSourceFile<ModuleOp>(options.input, &ctx);
+    if (!module) {
+      error = options.input + ": not valid graph IR" +
+              (c.firstError.empty() ? std::string() : ": " + c.firstError);
+      return false;
+    }
+  } else {
+    module =
+        importer::importONNXFile(ctx, options.input, options.import, error);
+    if (!module)
+      return false;
+  }
   c.dumpStage(*module, "import");
 
   // 2. Quantize, fuse, externalize weights.
@@ -379,8 +394,11 @@ bool compileModel(const CompileOptions &options, std::string &error) {
     codegen::NativeOptions native;
     native.cpu = options.cpu;
     codegen::SharedObject so;
-    if (!codegen::buildSharedObject(*lowered, "main", args.size(), native, so,
-                                    error)) {
+    // Weights and inputs, then the results area when there are outputs.
+    unsigned numOutputs = entry.getNumResults();
+    unsigned numParams = args.size() - numOutputs + (numOutputs ? 1 : 0);
+    if (!codegen::buildSharedObject(*lowered, "main", numParams, numOutputs > 0,
+                                    native, so, error)) {
       error = "native code for " + target.kind + ": " + error;
       return false;
     }

@@ -10,6 +10,7 @@
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/ADT/ScopeExit.h"
+
 #include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
@@ -22,6 +23,7 @@
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/TargetParser/Host.h"
+#include <algorithm>
 
 #ifndef QF_LINKER_PATH
 #define QF_LINKER_PATH "ld.lld"
@@ -31,10 +33,13 @@ using namespace mlir;
 
 namespace qforge::codegen {
 
-/// void qf_entry_<entry>(void **args) { _mlir_ciface_<entry>(args[0], ...,
-/// args[n-1]); }
+/// void qf_entry_<entry>(void **args): calls _mlir_ciface_<entry> with the n
+/// descriptor pointers of `args`. When the entry returns results, MLIR's C
+/// interface takes the pointer to the results first; the packed form takes it
+/// last, after the arguments.
 static bool addPackedEntry(llvm::Module &m, StringRef entry, unsigned numArgs,
-                           std::string &symbol, std::string &error) {
+                           bool hasResults, std::string &symbol,
+                           std::string &error) {
   llvm::Function *ciface = m.getFunction(("_mlir_ciface_" + entry).str());
   if (!ciface || ciface->arg_size() != numArgs) {
     error = "entry function '" + entry.str() + "' has no C interface with " +
@@ -53,6 +58,8 @@ static bool addPackedEntry(llvm::Module &m, StringRef entry, unsigned numArgs,
     llvm::Value *slot = b.CreateConstInBoundsGEP1_64(ptr, fn->getArg(0), i);
     args.push_back(b.CreateLoad(ptr, slot));
   }
+  if (hasResults)
+    std::rotate(args.begin(), args.end() - 1, args.end());
   b.CreateCall(ciface, args);
   b.CreateRetVoid();
   return true;
@@ -71,8 +78,8 @@ static std::vector<std::string> runtimeFeatures(const llvm::TargetMachine &tm) {
 }
 
 bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
-                       const NativeOptions &options, SharedObject &out,
-                       std::string &error) {
+                       bool hasResults, const NativeOptions &options,
+                       SharedObject &out, std::string &error) {
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
 
@@ -83,7 +90,8 @@ bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
     error = "translation to LLVM IR failed";
     return false;
   }
-  if (!addPackedEntry(*llvmModule, entry, numArgs, out.symbol, error))
+  if (!addPackedEntry(*llvmModule, entry, numArgs, hasResults, out.symbol,
+                      error))
     return false;
 
   llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
@@ -129,7 +137,7 @@ bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
     error = "cannot create temporary files";
     return false;
   }
-  auto cleanup = llvm::make_scope_exit([&] {
+  llvm::scope_exit cleanup([&] {
     llvm::sys::fs::remove(objPath);
     llvm::sys::fs::remove(soPath);
   });

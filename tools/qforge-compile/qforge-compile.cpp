@@ -14,7 +14,7 @@
 using namespace llvm;
 
 static cl::OptionCategory category("qforge-compile options");
-static cl::opt<std::string> input(cl::Positional, cl::desc("<model.onnx>"),
+static cl::opt<std::string> input(cl::Positional, cl::desc("<model.onnx | graph.mlir>"),
                                   cl::Required, cl::cat(category));
 static cl::opt<std::string> output("o", cl::desc("Output module (.qfm)"),
                                    cl::value_desc("file"), cl::Required,

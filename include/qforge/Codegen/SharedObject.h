@@ -32,13 +32,15 @@ struct SharedObject {
 };
 
 /// Translates `module` (LLVM dialect, host code; may hold gpu.binary ops) to
-/// LLVM IR, adds the packed entry `qf_entry_<entry>` calling
-/// `_mlir_ciface_<entry>` with `numArgs` descriptor pointers, optimizes, emits
-/// an object and links it into a shared object. On failure returns false and
-/// sets `error`.
+/// LLVM IR, adds the packed entry `void qf_entry_<entry>(void **args)` calling
+/// `_mlir_ciface_<entry>` with `numArgs` descriptor pointers (when
+/// `hasResults`, the last one points to the results area), optimizes, emits an
+/// object and links it into a shared object. On failure returns false and sets
+/// `error`.
 bool buildSharedObject(mlir::ModuleOp module, llvm::StringRef entry,
-                       unsigned numArgs, const NativeOptions &options,
-                       SharedObject &out, std::string &error);
+                       unsigned numArgs, bool hasResults,
+                       const NativeOptions &options, SharedObject &out,
+                       std::string &error);
 
 } // namespace qforge::codegen
 

@@ -32,6 +32,7 @@
 #include "qforge/Runtime/TensorIO.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -96,14 +97,30 @@ class MemRefArgs {
 public:
   /// Appends a descriptor for a buffer of the given shape.
   void add(void *data, const std::vector<int64_t> &shape);
+  /// Appends the pointer to a results area: one descriptor per result of the
+  /// given ranks, back to back, which the entry fills with buffers it returns.
+  void addResults(const std::vector<size_t> &ranks);
   void **data() { return pointers.data(); }
   size_t size() const { return pointers.size(); }
   /// The descriptor of argument i, as 64-bit words.
   const int64_t *descriptor(size_t i) const { return storage[i].get(); }
 
+  /// A buffer the entry returned: it owns `allocated` (malloc'd on the CPU,
+  /// device memory on CUDA); the data start at `data`.
+  struct Returned {
+    void *allocated = nullptr;
+    const uint8_t *data = nullptr;
+    std::vector<int64_t> shape;
+    bool contiguous = true;
+  };
+  /// Reads result k of the results area.
+  Returned result(size_t k, size_t elementSize) const;
+
 private:
   std::vector<std::unique_ptr<int64_t[]>> storage;
   std::vector<void *> pointers;
+  std::vector<size_t> resultRanks;
+  int64_t *results = nullptr;
 };
 
 //===----------------------------------------------------------------------===//
@@ -167,12 +184,25 @@ public:
   virtual ~Backend();
   /// e.g. "cpu (x86-64-v3)" or "cuda:0 (NVIDIA H100, sm_90)".
   virtual std::string description() const = 0;
-  /// Calls the entry. `inputs` and `outputs` are host buffers in manifest
-  /// order of the input and output arguments; shapes were checked.
+  /// Calls the entry. `inputs` are host buffers in manifest order of the input
+  /// arguments (dtypes and shapes checked); `outputs` receives the results, in
+  /// manifest order of the outputs, with the shapes the entry returned.
   virtual bool run(const std::vector<const HostTensor *> &inputs,
-                   const std::vector<HostTensor *> &outputs,
-                   std::string &err) = 0;
+                   std::vector<HostTensor> &outputs, std::string &err) = 0;
 };
+
+/// Turns the buffers an entry returned (the results area of `args`) into host
+/// tensors, in manifest order of the outputs: `copy(dst, src, bytes)` moves the
+/// data to the host and `release(allocated)` frees each buffer, on every path.
+bool collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
+                    std::vector<HostTensor> &outputs,
+                    const std::function<bool(void *, const void *, size_t,
+                                             std::string &)> &copy,
+                    const std::function<void(void *)> &release,
+                    std::string &err);
+
+/// The ranks of the module's outputs, for MemRefArgs::addResults.
+std::vector<size_t> outputRanks(const qfm::Manifest &manifest);
 
 std::unique_ptr<Backend> createCPUBackend(std::shared_ptr<const Module> module,
                                           const qfm::TargetInfo &target,
