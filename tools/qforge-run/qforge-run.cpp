@@ -15,11 +15,13 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "qforge/Runtime/LanguageModel.h"
 #include "qforge/Runtime/Runtime.h"
 
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <map>
@@ -386,6 +388,129 @@ int infoMain(const Command &, const std::string &modulePath,
   return 0;
 }
 
+/// Reads a whole file as bytes, the tokens of a byte-level model.
+std::vector<int64_t> readBytes(const std::string &path) {
+  std::vector<uint8_t> data;
+  std::string err;
+  if (!readFileBytes(path, data, err))
+    throw Failure(err);
+  return std::vector<int64_t>(data.begin(), data.end());
+}
+
+int64_t parseCount(const Options &options, const std::string &name,
+                   int64_t fallback, int64_t min) {
+  std::string text = options.get(name, std::to_string(fallback));
+  char *end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (errno || end == text.c_str() || *end || v < min)
+    throw Failure("--" + name + " expects an integer >= " +
+                  std::to_string(min) + ", got '" + text + "'");
+  return v;
+}
+
+/// The session and language-model view shared by perplexity and generate.
+struct LMSession {
+  std::unique_ptr<Session> session;
+  std::unique_ptr<LanguageModel> lm;
+};
+
+LMSession openLanguageModel(const std::string &modulePath,
+                            const Options &options) {
+  if (!options.positionals.empty())
+    throw Failure("unexpected argument '" + options.positionals.front() +
+                  "' (see qforge-run --help)");
+  DeviceKind device;
+  std::string deviceName = options.get("device", "auto");
+  if (!parseDeviceKind(deviceName, device))
+    throw Failure("unknown device '" + deviceName +
+                  "' (expected auto, cpu or cuda)");
+  std::shared_ptr<Module> module = loadModule(modulePath);
+  std::string err;
+  LMSession s;
+  s.session = Session::create(module, device, err);
+  if (!s.session)
+    throw Failure(err);
+  s.lm = LanguageModel::create(*s.session, err);
+  if (!s.lm)
+    throw Failure(modulePath + ": " + err);
+  if (s.lm->vocabulary() != 256)
+    throw Failure(
+        modulePath + ": the vocabulary has " +
+        std::to_string(s.lm->vocabulary()) +
+        " tokens; only byte-level models (256) can read text in this version");
+  return s;
+}
+
+int perplexityMain(const Command &, const std::string &modulePath,
+                   const Options &options) {
+  if (!options.has("text"))
+    throw Failure("perplexity needs --text FILE");
+  LMSession s = openLanguageModel(modulePath, options);
+  std::vector<int64_t> tokens = readBytes(options.get("text", ""));
+  int64_t window = parseCount(options, "window", 256, 2);
+  bool tty = ::isatty(STDERR_FILENO);
+  PerplexityResult r;
+  std::string err;
+  bool ok;
+  {
+    CrashGuard guard;
+    ok = s.lm->perplexity(
+        tokens, window, r, err, [&](int64_t done, int64_t total) {
+          if (tty)
+            std::fprintf(stderr, "\rqforge-run: window %lld/%lld",
+                         (long long)done, (long long)total);
+        });
+  }
+  if (tty)
+    std::fputc('\n', stderr);
+  if (!ok)
+    throw Failure(modulePath + ": " + err);
+  std::printf(
+      "nats/byte %.6f  perplexity %.4f  predictions %lld  windows %lld  "
+      "window %lld\n",
+      r.natsPerToken, r.perplexity, (long long)r.predictions,
+      (long long)r.windows, (long long)r.window);
+  return 0;
+}
+
+int generateMain(const Command &, const std::string &modulePath,
+                 const Options &options) {
+  LMSession s = openLanguageModel(modulePath, options);
+  std::string prompt = options.get("prompt", "");
+  if (prompt.empty())
+    throw Failure("generate needs --prompt TEXT");
+  std::vector<int64_t> tokens(prompt.begin(), prompt.end());
+  for (int64_t &t : tokens)
+    t &= 0xff;
+  int64_t count = parseCount(options, "max-tokens", 64, 0);
+  int64_t window = parseCount(options, "window", 256, 1);
+  int64_t topK = parseCount(options, "top-k", 0, 0);
+  int64_t seed = parseCount(options, "seed", 0, 0);
+  std::string temperatureText = options.get("temperature", "0");
+  char *end = nullptr;
+  double temperature = std::strtod(temperatureText.c_str(), &end);
+  if (end == temperatureText.c_str() || *end || temperature < 0)
+    throw Failure("--temperature expects a number >= 0, got '" +
+                  temperatureText + "'");
+  std::fputs(prompt.c_str(), stdout);
+  std::fflush(stdout);
+  std::string err;
+  bool ok;
+  {
+    CrashGuard guard;
+    ok = s.lm->generate(tokens, count, window, temperature, topK,
+                        uint64_t(seed), err, [](int64_t token) {
+                          std::fputc(int(token), stdout);
+                          std::fflush(stdout);
+                        });
+  }
+  std::fputc('\n', stdout);
+  if (!ok)
+    throw Failure(modulePath + ": " + err);
+  return 0;
+}
+
 const std::vector<Command> &commands() {
   static const std::vector<Command> table = {
       {"run",
@@ -405,6 +530,23 @@ const std::vector<Command> &commands() {
        "describe the module: arguments, targets, sections, layers",
        {},
        infoMain},
+      {"perplexity",
+       "score a text file with a byte-level language model (nats/byte)",
+       {{"text", "FILE", false, "the text to score (its bytes are the tokens)"},
+        {"window", "N", false,
+         "tokens per call (default 256; a static sequence length wins)"},
+        {"device", "auto|cpu|cuda", false, "where to run"}},
+       perplexityMain},
+      {"generate",
+       "continue a prompt with a byte-level language model",
+       {{"prompt", "TEXT", false, "the text to continue"},
+        {"max-tokens", "N", false, "bytes to generate (default 64)"},
+        {"temperature", "T", false, "0 (default) is greedy; > 0 samples"},
+        {"top-k", "K", false, "sample among the K most likely bytes (0: all)"},
+        {"seed", "N", false, "random seed for sampling (default 0)"},
+        {"window", "N", false, "context tokens per step (default 256)"},
+        {"device", "auto|cpu|cuda", false, "where to run"}},
+       generateMain},
   };
   return table;
 }

@@ -223,6 +223,7 @@ public:
   DeviceKind device() const { return kind; }
   const qfm::TargetInfo &target() const { return *chosenTarget; }
   std::string description() const { return backend->description(); }
+  const Module &loadedModule() const { return *module; }
 
   /// Runs the entry on `inputs` (by name; dtype and shape must match the
   /// manifest) and fills `outputs` with every output of the entry.

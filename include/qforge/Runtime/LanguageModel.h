@@ -1,0 +1,77 @@
+//===- LanguageModel.h - Language-model use of a compiled module --*- C++
+//-*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+//
+// A module whose entry maps token ids `input_ids` [1, T] (int64 or int32) to
+// `logits` [1, T, V] (f32) is a causal language model. With V = 256 the tokens
+// are the bytes of UTF-8 text, so no tokenizer is needed.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QFORGE_RUNTIME_LANGUAGEMODEL_H
+#define QFORGE_RUNTIME_LANGUAGEMODEL_H
+
+#include "qforge/Runtime/Runtime.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace qforge::rt {
+
+struct PerplexityResult {
+  double natsPerToken = 0; ///< mean negative log-likelihood
+  double perplexity = 0;   ///< exp(natsPerToken)
+  int64_t predictions = 0; ///< tokens scored
+  int64_t windows = 0;
+  int64_t window = 0; ///< tokens per window
+};
+
+class LanguageModel {
+public:
+  /// Checks that the session's module has the language-model signature.
+  static std::unique_ptr<LanguageModel> create(Session &session,
+                                               std::string &err);
+
+  /// Tokens per call: the static sequence length, or 0 when it is dynamic.
+  int64_t staticLength() const { return fixedLength; }
+  int64_t vocabulary() const { return vocab; }
+
+  /// Logits [tokens.size(), V] of one call. Tokens shorter than a static length
+  /// are padded on the right, which a causal model's earlier positions ignore.
+  bool logits(const std::vector<int64_t> &tokens, std::vector<float> &out,
+              std::string &err);
+
+  /// Perplexity of `tokens` over non-overlapping windows of `window` tokens
+  /// (the static length when the module has one): in each window, the logits at
+  /// position j score token j+1, so a window of n tokens gives n-1 predictions;
+  /// the last, shorter window counts when it has at least 2 tokens.
+  /// `progress(done, total)` is called after each window.
+  bool perplexity(const std::vector<int64_t> &tokens, int64_t window,
+                  PerplexityResult &result, std::string &err,
+                  const std::function<void(int64_t, int64_t)> &progress = {});
+
+  /// Extends `tokens` by `count` tokens, recomputing the last `window` tokens
+  /// each step: greedy when temperature is 0, else sampling from the softmax at
+  /// that temperature over the top_k most likely tokens (all when top_k is 0).
+  bool generate(std::vector<int64_t> &tokens, int64_t count, int64_t window,
+                double temperature, int64_t topK, uint64_t seed,
+                std::string &err,
+                const std::function<void(int64_t token)> &onToken = {});
+
+private:
+  LanguageModel(Session &session) : session(session) {}
+  Session &session;
+  std::string inputName, outputName;
+  qfm::DType idType = qfm::DType::I64;
+  int64_t fixedLength = 0;
+  int64_t vocab = 0;
+};
+
+} // namespace qforge::rt
+
+#endif // QFORGE_RUNTIME_LANGUAGEMODEL_H
