@@ -18,7 +18,9 @@
 #include "qforge/Runtime/LanguageModel.h"
 #include "qforge/Runtime/Runtime.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -511,6 +513,59 @@ int generateMain(const Command &, const std::string &modulePath,
   return 0;
 }
 
+int benchMain(const Command &, const std::string &modulePath,
+              const Options &options) {
+  if (!options.positionals.empty())
+    throw Failure("unexpected argument '" + options.positionals.front() +
+                  "' (see qforge-run --help)");
+  DeviceKind device;
+  std::string deviceName = options.get("device", "auto");
+  if (!parseDeviceKind(deviceName, device))
+    throw Failure("unknown device '" + deviceName +
+                  "' (expected auto, cpu or cuda)");
+  std::shared_ptr<Module> module = loadModule(modulePath);
+  int64_t iterations = parseCount(options, "iterations", 20, 1);
+  int64_t warmup = parseCount(options, "warmup", 3, 0);
+  std::string err;
+  // Inputs: zeros of the static shape, with dynamic dimensions from --dim
+  // (default 1).
+  int64_t dynamicSize = parseCount(options, "dim", 1, 1);
+  TensorMap inputs;
+  for (const qfm::ArgInfo *a : module->inputs()) {
+    std::vector<int64_t> shape = a->shape;
+    for (int64_t &d : shape)
+      if (d < 0)
+        d = dynamicSize;
+    inputs.emplace(a->name, HostTensor(a->dtype, shape));
+  }
+  std::unique_ptr<Session> session = Session::create(module, device, err);
+  if (!session)
+    throw Failure(err);
+  TensorMap outputs;
+  std::vector<double> times;
+  {
+    CrashGuard guard;
+    for (int64_t i = 0; i < warmup + iterations; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      if (!session->run(inputs, outputs, err))
+        throw Failure(modulePath + ": " + err);
+      std::chrono::duration<double, std::milli> ms =
+          std::chrono::steady_clock::now() - start;
+      if (i >= warmup)
+        times.push_back(ms.count());
+    }
+  }
+  std::sort(times.begin(), times.end());
+  double mean = 0;
+  for (double t : times)
+    mean += t / double(times.size());
+  std::printf(
+      "device %s  iterations %lld  median_ms %.4f  mean_ms %.4f  min_ms %.4f\n",
+      session->description().c_str(), (long long)times.size(),
+      times[times.size() / 2], mean, times.front());
+  return 0;
+}
+
 const std::vector<Command> &commands() {
   static const std::vector<Command> table = {
       {"run",
@@ -547,6 +602,13 @@ const std::vector<Command> &commands() {
         {"window", "N", false, "context tokens per step (default 256)"},
         {"device", "auto|cpu|cuda", false, "where to run"}},
        generateMain},
+      {"bench",
+       "time the entry point on zero inputs (milliseconds per call)",
+       {{"iterations", "N", false, "timed calls (default 20)"},
+        {"warmup", "N", false, "untimed calls first (default 3)"},
+        {"dim", "N", false, "size of every dynamic dimension (default 1)"},
+        {"device", "auto|cpu|cuda", false, "where to run"}},
+       benchMain},
   };
   return table;
 }
