@@ -151,6 +151,10 @@ void emitOutputElement(OpBuilder &b, Location loc,
   int64_t groupSize = s.getGroupSize() > 0 ? s.getGroupSize() : K;
   int64_t groups = s.isCodebook() ? 1 : s.groupsPerRow(K);
   Value scaleRow = s.isPerTensor() ? e.idx(0) : n;
+  // Widths that divide 32 are read a word at a time when every group starts on
+  // a word boundary.
+  int64_t perWord = 32 % bits == 0 ? 32 / bits : 0;
+  bool wordWise = perWord && (groups == 1 || groupSize % perWord == 0);
 
   // acc = sum over groups of scale_g * sum_k x[m,k] * (code - zero_g); a
   // codebook row is one group whose values come from the table.
@@ -170,21 +174,54 @@ void emitOutputElement(OpBuilder &b, Location loc,
             zero = ge.flt(double(1u << (bits - 1)));
           }
         }
+        // The value a code stands for: a table entry, or code - zero.
+        auto decode = [&](OpBuilder &db, Location dl, Value code) -> Value {
+          Emitter de{db, dl, f};
+          if (s.isCodebook()) {
+            Value ci =
+                arith::IndexCastUIOp::create(db, dl, db.getIndexType(), code);
+            return de.loadF(buf.lut, {n, ci});
+          }
+          return arith::SubFOp::create(db, dl, de.toF(code), zero);
+        };
+        Value acc0 = ge.flt(0.0);
+        Value kTail = kBegin;
+        if (wordWise) {
+          // Whole words: one load, then each code by a constant shift and mask.
+          Value wBegin =
+              arith::DivUIOp::create(gb, gl, kBegin, ge.idx(perWord));
+          Value wEnd = arith::DivUIOp::create(gb, gl, kEnd, ge.idx(perWord));
+          auto wordLoop = scf::ForOp::create(
+              gb, gl, wBegin, wEnd, ge.idx(1), ValueRange{acc0},
+              [&](OpBuilder &wb, Location wl, Value w, ValueRange wIter) {
+                Emitter we{wb, wl, f};
+                Value word = we.load(buf.codes, {n, w});
+                Value kBase = arith::MulIOp::create(wb, wl, w, we.idx(perWord));
+                Value acc = wIter[0];
+                for (int64_t j = 0; j < perWord; ++j) {
+                  Value v = j ? Value(arith::ShRUIOp::create(wb, wl, word,
+                                                             we.i32(j * bits)))
+                              : word;
+                  Value code =
+                      arith::AndIOp::create(wb, wl, v, we.i32((1 << bits) - 1));
+                  Value k = arith::AddIOp::create(wb, wl, kBase, we.idx(j));
+                  acc = fmaContract(wb, wl, we.loadF(buf.x, {m, k}),
+                                    decode(wb, wl, code), acc);
+                }
+                scf::YieldOp::create(wb, wl, acc);
+              });
+          acc0 = wordLoop.getResult(0);
+          kTail = arith::MulIOp::create(gb, gl, wEnd, ge.idx(perWord));
+        }
+        // Code by code: straddling widths, and the tail of a partial word.
         auto kLoop = scf::ForOp::create(
-            gb, gl, kBegin, kEnd, ge.idx(1), ValueRange{ge.flt(0.0)},
+            gb, gl, kTail, kEnd, ge.idx(1), ValueRange{acc0},
             [&](OpBuilder &kb, Location kl, Value k, ValueRange kIter) {
               Emitter ke{kb, kl, f};
               Value code = ke.code(buf.codes, n, k, bits, words);
-              Value w;
-              if (s.isCodebook()) {
-                Value ci = arith::IndexCastUIOp::create(
-                    kb, kl, kb.getIndexType(), code);
-                w = ke.loadF(buf.lut, {n, ci});
-              } else {
-                w = arith::SubFOp::create(kb, kl, ke.toF(code), zero);
-              }
               Value xv = ke.loadF(buf.x, {m, k});
-              Value acc = fmaContract(kb, kl, xv, w, kIter[0]);
+              Value acc =
+                  fmaContract(kb, kl, xv, decode(kb, kl, code), kIter[0]);
               scf::YieldOp::create(kb, kl, acc);
             });
         Value part = kLoop.getResult(0);

@@ -1,21 +1,29 @@
 // RUN: qforge-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(qf-lower-fused-matmul-to-loops,canonicalize,cse))' | FileCheck %s
 
 // x [1, 2, 64] is viewed as [2, 64]; one parallel iteration per (row, output channel); per
-// group: scale * sum_k x[m,k] * (code - 8); then the bias. 4-bit codes never straddle words,
-// so each code is one shift and mask of one word.
+// group of 32: scale * sum_k x[m,k] * (code - 8); then the bias. 4-bit codes fill words, and
+// groups start on word boundaries, so each word is loaded once and its 8 codes are cut out
+// with constant shifts (0, 4, ..., 28); a code-by-code loop takes any partial word left.
 // CHECK-LABEL: func.func @affine_symmetric
-// CHECK-DAG:     %[[C8:.+]] = arith.constant 8.000000e+00 : f32
+// CHECK-DAG:     %[[C8F:.+]] = arith.constant 8.000000e+00 : f32
 // CHECK-DAG:     %[[MASK:.+]] = arith.constant 15 : i32
+// CHECK-DAG:     %[[SH4:.+]] = arith.constant 4 : i32
+// CHECK-DAG:     %[[SH28:.+]] = arith.constant 28 : i32
 // CHECK:         %[[XV:.+]] = memref.collapse_shape %arg0 {{\[}}[0, 1], [2]] : memref<1x2x64xf32> into memref<2x64xf32>
 // CHECK:         scf.parallel (%[[M:.+]], %[[N:.+]]) =
 // CHECK:           scf.for %[[G:.+]] = %{{.+}} to %{{.+}} step %{{.+}} iter_args
-// CHECK:             scf.for %[[K:.+]] = %{{.+}} to %{{.+}} step %{{.+}} iter_args
-// CHECK:               %[[WORD:.+]] = memref.load %arg1[%[[N]], %{{.+}}] : memref<8x8xi32>
-// CHECK:               %[[SH:.+]] = arith.shrui %[[WORD]]
-// CHECK:               %[[CODE:.+]] = arith.andi %[[SH]], %[[MASK]]
-// CHECK:               %[[F:.+]] = arith.uitofp %[[CODE]] : i32 to f32
-// CHECK:               arith.subf %[[F]], %[[C8]]
-// CHECK:               memref.load %[[XV]][%[[M]], %[[K]]]
+// CHECK:             scf.for %[[W:.+]] = %{{.+}} to %{{.+}} step %{{.+}} iter_args
+// CHECK:               %[[WORD:.+]] = memref.load %arg1[%[[N]], %[[W]]] : memref<8x8xi32>
+// CHECK:               %[[C0:.+]] = arith.andi %[[WORD]], %[[MASK]]
+// CHECK:               %[[F0:.+]] = arith.uitofp %[[C0]] : i32 to f32
+// CHECK:               arith.subf %[[F0]], %[[C8F]]
+// CHECK:               memref.load %[[XV]][%[[M]], %{{.+}}]
+// CHECK:               arith.shrui %[[WORD]], %[[SH4]]
+// CHECK:               arith.shrui %[[WORD]], %[[SH28]]
+// CHECK-NOT:           memref.load %arg1
+// CHECK:               scf.yield
+// CHECK:             scf.for
+// CHECK:               arith.shrui
 // CHECK:             memref.load %arg2[%[[N]], %[[G]]] : memref<8x2xf32>
 // CHECK:           memref.load %arg3[%[[N]]] : memref<8xf32>
 // CHECK:           memref.store %{{.+}}, %{{.+}}[%[[M]], %[[N]]] : memref<2x8xf32>
