@@ -13,9 +13,11 @@ for name in sorted(os.listdir(folder)):
     proc = subprocess.run([exe, "--gtest_brief=1"], capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     ran = re.search(r"\[==========\] (\d+) tests? from", out)
-    bad = re.search(r"\[  FAILED  \] (\d+) tests?", out)
+    good = re.search(r"\[  PASSED  \] (\d+) tests?", out)
     n_ran = int(ran.group(1)) if ran else 0
-    n_bad = int(bad.group(1)) if bad else (0 if proc.returncode == 0 else max(n_ran, 1))
+    n_good = int(good.group(1)) if good else 0
+    # A binary that failed without a summary (a crash) counts as one failure.
+    n_bad = max(n_ran - n_good, 0 if proc.returncode == 0 else 1)
     passed += n_ran - n_bad
     failed += n_bad
     print(f"{name}: {n_ran - n_bad} passed, {n_bad} failed")

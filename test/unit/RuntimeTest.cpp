@@ -876,15 +876,6 @@ TEST_F(RuntimeTest, SessionChecks) {
   EXPECT_HAS(err, ("module needs CPU feature 'no-such-feature', "
                    "which this CPU lacks"));
 
-  // Dynamic shapes are refused.
-  m = sampleManifest();
-  m["entry"]["args"][1]["shape"] = {-1, 4};
-  module = Module::load(writeModule(path("d.qfm"), m), err);
-  ASSERT_NE(module, nullptr) << err;
-  EXPECT_EQ(Session::create(module, DeviceKind::Auto, err), nullptr);
-  EXPECT_HAS(err, ("dynamic shapes are not supported by this "
-                   "runtime version"));
-
   // The "code" is libm; its 'cos' symbol is never called because every run
   // below fails its input checks first.
   Dl_info info;
@@ -912,6 +903,21 @@ TEST_F(RuntimeTest, SessionChecks) {
                             outputs, err));
   EXPECT_EQ(err, "unknown input 'z' (the module's inputs: 'x')");
   EXPECT_TRUE(outputs.empty());
+
+  // A dynamic dimension takes any size; the rank and the static dimensions
+  // are still checked.
+  m["entry"]["args"][1]["shape"] = {-1, 4};
+  auto dynamicModule =
+      Module::load(writeModule(path("d.qfm"), m, readAll(info.dli_fname)), err);
+  ASSERT_NE(dynamicModule, nullptr) << err;
+  auto dynamicSession = Session::create(dynamicModule, DeviceKind::CPU, err);
+  ASSERT_NE(dynamicSession, nullptr) << err;
+  EXPECT_FALSE(dynamicSession->run({{"x", HostTensor(DType::F32, {3, 5})}},
+                                   outputs, err));
+  EXPECT_EQ(err, "input 'x': expected shape [?,4] (f32), got [3,5]");
+  EXPECT_FALSE(
+      dynamicSession->run({{"x", HostTensor(DType::F32, {4})}}, outputs, err));
+  EXPECT_EQ(err, "input 'x': expected shape [?,4] (f32), got [4]");
 
   std::string text = module->describe();
   EXPECT_HAS(text, ("entry: main (3 arguments"));
