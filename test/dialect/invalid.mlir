@@ -297,3 +297,51 @@ func.func @fused_csr(%x: memref<2x64xf32>, %c: memref<8x8xi32>, %l: memref<8x16x
   qf.fused_matmul #qf.scheme<codebook, bits = 4> %x, %c lut(%l) outliers(%rp, %ci, %v) outs(%y) : (memref<2x64xf32>, memref<8x8xi32>, memref<8x16xf32>, memref<8xi32>, memref<3xi32>, memref<3xf32>, memref<2x8xf32>) -> ()
   return
 }
+
+// -----
+
+func.func @fused_codes_type(%x: memref<2x64xf32>, %c: memref<8x8xi8>, %s: memref<8x2xf32>, %y: memref<2x8xf32>) {
+  // expected-error @+1 {{'qf.fused_matmul' op expects codes packed in i32 words}}
+  qf.fused_matmul #qf.scheme<affine, bits = 4, group = 32, symmetric> %x, %c scales(%s) outs(%y) : (memref<2x64xf32>, memref<8x8xi8>, memref<8x2xf32>, memref<2x8xf32>) -> ()
+  return
+}
+
+// -----
+
+func.func @fused_scales_type(%x: memref<2x64xf32>, %c: memref<8x8xi32>, %s: memref<8x2xi32>, %y: memref<2x8xf32>) {
+  // expected-error @+1 {{'qf.fused_matmul' op expects floating-point scales}}
+  qf.fused_matmul #qf.scheme<affine, bits = 4, group = 32, symmetric> %x, %c scales(%s) outs(%y) : (memref<2x64xf32>, memref<8x8xi32>, memref<8x2xi32>, memref<2x8xf32>) -> ()
+  return
+}
+
+// -----
+
+func.func @fused_zero_point_type(%x: memref<2x64xf32>, %c: memref<8x8xi32>, %s: memref<8x2xf32>, %z: memref<8x2xi32>, %y: memref<2x8xf32>) {
+  // expected-error @+1 {{'qf.fused_matmul' op expects i8 zero points}}
+  qf.fused_matmul #qf.scheme<affine, bits = 4, group = 32, zero_point> %x, %c scales(%s) zero_points(%z) outs(%y) : (memref<2x64xf32>, memref<8x8xi32>, memref<8x2xf32>, memref<8x2xi32>, memref<2x8xf32>) -> ()
+  return
+}
+
+// -----
+
+func.func @fused_lut_type(%x: memref<2x64xf32>, %c: memref<8x8xi32>, %l: memref<8x16xi32>, %y: memref<2x8xf32>) {
+  // expected-error @+1 {{'qf.fused_matmul' op expects a floating-point lut}}
+  qf.fused_matmul #qf.scheme<codebook, bits = 4> %x, %c lut(%l) outs(%y) : (memref<2x64xf32>, memref<8x8xi32>, memref<8x16xi32>, memref<2x8xf32>) -> ()
+  return
+}
+
+// -----
+
+func.func @fused_csr_index_type(%x: memref<2x64xf32>, %c: memref<8x8xi32>, %l: memref<8x16xf32>, %rp: memref<9xi64>, %ci: memref<3xi32>, %v: memref<3xf32>, %y: memref<2x8xf32>) {
+  // expected-error @+1 {{'qf.fused_matmul' op expects i32 row pointers and column indices}}
+  qf.fused_matmul #qf.scheme<codebook, bits = 4> %x, %c lut(%l) outliers(%rp, %ci, %v) outs(%y) : (memref<2x64xf32>, memref<8x8xi32>, memref<8x16xf32>, memref<9xi64>, memref<3xi32>, memref<3xf32>, memref<2x8xf32>) -> ()
+  return
+}
+
+// -----
+
+func.func @fused_csr_value_type(%x: memref<2x64xf32>, %c: memref<8x8xi32>, %l: memref<8x16xf32>, %rp: memref<9xi32>, %ci: memref<3xi32>, %v: memref<3xi32>, %y: memref<2x8xf32>) {
+  // expected-error @+1 {{'qf.fused_matmul' op expects floating-point outlier values}}
+  qf.fused_matmul #qf.scheme<codebook, bits = 4> %x, %c lut(%l) outliers(%rp, %ci, %v) outs(%y) : (memref<2x64xf32>, memref<8x8xi32>, memref<8x16xf32>, memref<9xi32>, memref<3xi32>, memref<3xi32>, memref<2x8xf32>) -> ()
+  return
+}
