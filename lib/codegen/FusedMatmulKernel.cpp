@@ -11,6 +11,9 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
+#include <algorithm>
+#include <numeric>
+
 using namespace mlir;
 
 namespace qforge::codegen {
@@ -151,10 +154,15 @@ void emitOutputElement(OpBuilder &b, Location loc,
   int64_t groupSize = s.getGroupSize() > 0 ? s.getGroupSize() : K;
   int64_t groups = s.isCodebook() ? 1 : s.groupsPerRow(K);
   Value scaleRow = s.isPerTensor() ? e.idx(0) : n;
-  // Widths that divide 32 are read a word at a time when every group starts on
-  // a word boundary.
-  int64_t perWord = 32 % bits == 0 ? 32 / bits : 0;
-  bool wordWise = perWord && (groups == 1 || groupSize % perWord == 0);
+  // Codes are read a unit at a time: the fewest whole words that hold whole
+  // codes (one word of 32/bits codes for 2, 4 and 8 bits; three words of 32
+  // codes for 3 bits), when every group starts on a unit boundary.
+  int64_t unitWords = bits / std::gcd<int64_t>(bits, 32);
+  int64_t perUnit = unitWords * 32 / bits;
+  bool unitWise = groups == 1 || groupSize % perUnit == 0;
+  // Independent accumulators, so the products of a unit do not wait on each
+  // other.
+  int64_t numAcc = std::min<int64_t>(perUnit, 8);
 
   // acc = sum over groups of scale_g * sum_k x[m,k] * (code - zero_g); a
   // codebook row is one group whose values come from the table.
@@ -186,34 +194,58 @@ void emitOutputElement(OpBuilder &b, Location loc,
         };
         Value acc0 = ge.flt(0.0);
         Value kTail = kBegin;
-        if (wordWise) {
-          // Whole words: one load, then each code by a constant shift and mask.
-          Value wBegin =
-              arith::DivUIOp::create(gb, gl, kBegin, ge.idx(perWord));
-          Value wEnd = arith::DivUIOp::create(gb, gl, kEnd, ge.idx(perWord));
-          auto wordLoop = scf::ForOp::create(
-              gb, gl, wBegin, wEnd, ge.idx(1), ValueRange{acc0},
-              [&](OpBuilder &wb, Location wl, Value w, ValueRange wIter) {
-                Emitter we{wb, wl, f};
-                Value word = we.load(buf.codes, {n, w});
-                Value kBase = arith::MulIOp::create(wb, wl, w, we.idx(perWord));
-                Value acc = wIter[0];
-                for (int64_t j = 0; j < perWord; ++j) {
-                  Value v = j ? Value(arith::ShRUIOp::create(wb, wl, word,
-                                                             we.i32(j * bits)))
-                              : word;
+        if (unitWise) {
+          Value uBegin =
+              arith::DivUIOp::create(gb, gl, kBegin, ge.idx(perUnit));
+          Value uEnd = arith::DivUIOp::create(gb, gl, kEnd, ge.idx(perUnit));
+          SmallVector<Value> zeros(numAcc, acc0);
+          auto unitLoop = scf::ForOp::create(
+              gb, gl, uBegin, uEnd, ge.idx(1), zeros,
+              [&](OpBuilder &ub, Location ul, Value u, ValueRange uIter) {
+                Emitter ue{ub, ul, f};
+                Value w0 = arith::MulIOp::create(ub, ul, u, ue.idx(unitWords));
+                SmallVector<Value> words;
+                for (int64_t q = 0; q < unitWords; ++q)
+                  words.push_back(ue.load(
+                      buf.codes,
+                      {n, arith::AddIOp::create(ub, ul, w0, ue.idx(q))}));
+                Value kBase = arith::MulIOp::create(ub, ul, u, ue.idx(perUnit));
+                SmallVector<Value> accs(uIter.begin(), uIter.end());
+                for (int64_t j = 0; j < perUnit; ++j) {
+                  // Code j: bits [j*bits, (j+1)*bits) of the unit, possibly
+                  // continuing into the next word.
+                  int64_t q = j * bits / 32, r = j * bits % 32;
+                  Value v = r ? Value(arith::ShRUIOp::create(ub, ul, words[q],
+                                                             ue.i32(r)))
+                              : words[q];
+                  if (r + bits > 32)
+                    v = arith::OrIOp::create(
+                        ub, ul, v,
+                        arith::ShLIOp::create(ub, ul, words[q + 1],
+                                              ue.i32(32 - r)));
                   Value code =
-                      arith::AndIOp::create(wb, wl, v, we.i32((1 << bits) - 1));
-                  Value k = arith::AddIOp::create(wb, wl, kBase, we.idx(j));
-                  acc = fmaContract(wb, wl, we.loadF(buf.x, {m, k}),
-                                    decode(wb, wl, code), acc);
+                      arith::AndIOp::create(ub, ul, v, ue.i32((1 << bits) - 1));
+                  Value k = arith::AddIOp::create(ub, ul, kBase, ue.idx(j));
+                  Value &acc = accs[j % numAcc];
+                  acc = fmaContract(ub, ul, ue.loadF(buf.x, {m, k}),
+                                    decode(ub, ul, code), acc);
                 }
-                scf::YieldOp::create(wb, wl, acc);
+                scf::YieldOp::create(ub, ul, accs);
               });
-          acc0 = wordLoop.getResult(0);
-          kTail = arith::MulIOp::create(gb, gl, wEnd, ge.idx(perWord));
+          SmallVector<Value> partial(unitLoop.getResults());
+          while (partial.size() > 1) {
+            SmallVector<Value> next;
+            for (size_t i = 0; i + 1 < partial.size(); i += 2)
+              next.push_back(ge.add(partial[i], partial[i + 1]));
+            if (partial.size() % 2)
+              next.push_back(partial.back());
+            partial = std::move(next);
+          }
+          acc0 = partial.front();
+          kTail = arith::MulIOp::create(gb, gl, uEnd, ge.idx(perUnit));
         }
-        // Code by code: straddling widths, and the tail of a partial word.
+        // Code by code: the tail of a partial unit, or groups that do not start
+        // on unit boundaries.
         auto kLoop = scf::ForOp::create(
             gb, gl, kTail, kEnd, ge.idx(1), ValueRange{acc0},
             [&](OpBuilder &kb, Location kl, Value k, ValueRange kIter) {

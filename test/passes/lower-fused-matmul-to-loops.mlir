@@ -65,3 +65,24 @@ func.func @codebook_outliers(%x: memref<1x8xf32>, %c: memref<4x1xi32>, %l: memre
   qf.fused_matmul #qf.scheme<codebook, bits = 4> %x, %c lut(%l) outliers(%rp, %ci, %v) outs(%y) : (memref<1x8xf32>, memref<4x1xi32>, memref<4x16xf32>, memref<5xi32>, memref<2xi32>, memref<2xf32>, memref<1x4xf32>) -> ()
   return
 }
+
+// -----
+
+// 3-bit codes in groups of 32: a unit is 3 words holding 32 codes. Code 10 takes bits
+// 30..32, so it is (word0 >> 30) | (word1 << 2); code 21 takes bits 63..65, so it is
+// (word1 >> 31) | (word2 << 1). Eight accumulators are summed after the unit loop.
+// CHECK-LABEL: func.func @three_bit_units
+// CHECK:         scf.for %[[U:.+]] = %{{.+}} to %{{.+}} step %{{.+}} iter_args(%{{[^)]*}}) -> (f32, f32, f32, f32, f32, f32, f32, f32)
+// CHECK:           %[[W0:.+]] = memref.load %arg1[%{{.+}}, %{{.+}}] : memref<4x6xi32>
+// CHECK:           %[[W1:.+]] = memref.load %arg1[%{{.+}}, %{{.+}}] : memref<4x6xi32>
+// CHECK:           %[[W2:.+]] = memref.load %arg1[%{{.+}}, %{{.+}}] : memref<4x6xi32>
+// CHECK:           %[[HI0:.+]] = arith.shrui %[[W0]], %c30_i32
+// CHECK:           %[[LO1:.+]] = arith.shli %[[W1]], %c2_i32
+// CHECK:           arith.ori %[[HI0]], %[[LO1]]
+// CHECK:           %[[HI1:.+]] = arith.shrui %[[W1]], %c31_i32
+// CHECK:           %[[LO2:.+]] = arith.shli %[[W2]], %c1_i32
+// CHECK:           arith.ori %[[HI1]], %[[LO2]]
+func.func @three_bit_units(%x: memref<1x64xf32>, %c: memref<4x6xi32>, %s: memref<4x2xf32>, %y: memref<1x4xf32>) {
+  qf.fused_matmul #qf.scheme<affine, bits = 3, group = 32, symmetric> %x, %c scales(%s) outs(%y) : (memref<1x64xf32>, memref<4x6xi32>, memref<4x2xf32>, memref<1x4xf32>) -> ()
+  return
+}
