@@ -8,7 +8,7 @@ packages=(
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools lld-22
   libonnx-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev
   libgtest-dev libbenchmark-dev
-  python3-onnx python3-numpy
+  python3-onnx python3-numpy libonnx-testdata
 )
 
 missing=()

@@ -18,7 +18,9 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 using namespace mlir;
 using namespace qforge::importer::detail;
@@ -155,6 +157,227 @@ FailureOr<SmallVector<double>> ConstTensor::getFloatValues() const {
     out.push_back(value.convertToDouble());
   }
   return out;
+}
+
+int64_t HostValue::asInt() const {
+  if (!isFloat)
+    return i;
+  if (std::isnan(f))
+    return 0;
+  if (f >= 9.2233720368547758e18)
+    return std::numeric_limits<int64_t>::max();
+  if (f <= -9.2233720368547758e18)
+    return std::numeric_limits<int64_t>::min();
+  return int64_t(f);
+}
+
+SmallVector<HostValue> ConstTensor::getHostValues() const {
+  SmallVector<HostValue> out;
+  out.reserve(getNumElements());
+  if (isa<FloatType>(getElementType())) {
+    SmallVector<double> values = *getFloatValues();
+    for (double v : values)
+      out.push_back(HostValue::ofFloat(v));
+  } else {
+    SmallVector<int64_t> values = *getIntValues();
+    for (int64_t v : values)
+      out.push_back(HostValue::ofInt(v));
+  }
+  return out;
+}
+
+bool ConstTensor::isSplat() const {
+  int64_t width = getElementByteWidth(getElementType());
+  for (int64_t i = 1, e = getNumElements(); i < e; ++i)
+    if (std::memcmp(&bytes[i * width], bytes.data(), width) != 0)
+      return false;
+  return true;
+}
+
+/// Writes `value` as one element of `elementType` at `out`.
+static void encodeElement(Type elementType, const HostValue &value,
+                          char *out) {
+  int64_t width = getElementByteWidth(elementType);
+  uint64_t bits;
+  if (auto floatType = dyn_cast<FloatType>(elementType)) {
+    llvm::APFloat f(value.asDouble());
+    bool losesInfo;
+    f.convert(floatType.getFloatSemantics(),
+              llvm::APFloat::rmNearestTiesToEven, &losesInfo);
+    bits = f.bitcastToAPInt().getZExtValue();
+  } else if (elementType.isInteger(1)) {
+    bits = value.asBool() ? 1 : 0;
+  } else {
+    bits = uint64_t(value.asInt());
+  }
+  for (int64_t i = 0; i < width; ++i)
+    out[i] = char((bits >> (8 * i)) & 0xff);
+}
+
+ConstTensor ConstTensor::fromHostValues(RankedTensorType type,
+                                        ArrayRef<HostValue> values) {
+  int64_t width = getElementByteWidth(type.getElementType());
+  std::vector<char> data(values.size() * width);
+  for (auto [i, v] : llvm::enumerate(values))
+    encodeElement(type.getElementType(), v, &data[i * width]);
+  return ConstTensor(type, std::move(data));
+}
+
+ConstTensor ConstTensor::fromInts(RankedTensorType type,
+                                  ArrayRef<int64_t> values) {
+  SmallVector<HostValue> hostValues;
+  for (int64_t v : values)
+    hostValues.push_back(HostValue::ofInt(v));
+  return fromHostValues(type, hostValues);
+}
+
+ConstTensor ConstTensor::splat(RankedTensorType type, HostValue value) {
+  int64_t width = getElementByteWidth(type.getElementType());
+  std::vector<char> element(width);
+  encodeElement(type.getElementType(), value, element.data());
+  std::vector<char> data(type.getNumElements() * width);
+  for (size_t i = 0; i < data.size(); i += width)
+    std::memcpy(&data[i], element.data(), width);
+  return ConstTensor(type, std::move(data));
+}
+
+ConstTensor
+ConstTensor::remapped(ArrayRef<int64_t> shape,
+                      function_ref<int64_t(ArrayRef<int64_t>)> source) const {
+  auto outType = RankedTensorType::get(shape, getElementType());
+  int64_t width = getElementByteWidth(getElementType());
+  int64_t n = outType.getNumElements();
+  int64_t rank = shape.size();
+  std::vector<char> data(n * width);
+  SmallVector<int64_t> index(rank, 0);
+  for (int64_t out = 0; out < n; ++out) {
+    std::memcpy(&data[out * width], &bytes[source(index) * width], width);
+    for (int64_t d = rank - 1; d >= 0; --d) {
+      if (++index[d] < shape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+  ConstTensor result(outType, std::move(data));
+  result.setWeight(weight);
+  return result;
+}
+
+/// Row-major strides of `shape`, with 0 for every dimension of size 1 so
+/// that the index of a broadcast dimension is ignored; aligned to the last
+/// `rank` dimensions of the result.
+static SmallVector<int64_t> broadcastStrides(ArrayRef<int64_t> shape,
+                                             int64_t rank) {
+  SmallVector<int64_t> strides(rank, 0);
+  int64_t stride = 1;
+  int64_t offset = rank - shape.size();
+  for (int64_t d = shape.size() - 1; d >= 0; --d) {
+    strides[d + offset] = shape[d] == 1 ? 0 : stride;
+    stride *= shape[d];
+  }
+  return strides;
+}
+
+ConstTensor ConstTensor::broadcastTo(ArrayRef<int64_t> shape) const {
+  SmallVector<int64_t> strides = broadcastStrides(getShape(), shape.size());
+  return remapped(shape, [&](ArrayRef<int64_t> index) {
+    int64_t src = 0;
+    for (auto [i, s] : llvm::zip_equal(index, strides))
+      src += i * s;
+    return src;
+  });
+}
+
+ConstTensor ConstTensor::concat(ArrayRef<const ConstTensor *> parts,
+                                int64_t axis) {
+  SmallVector<int64_t> shape(parts.front()->getShape());
+  shape[axis] = 0;
+  bool weight = false;
+  for (const ConstTensor *part : parts) {
+    shape[axis] += part->getShape()[axis];
+    weight |= part->isWeight();
+  }
+  Type elementType = parts.front()->getElementType();
+  int64_t width = getElementByteWidth(elementType);
+  int64_t outer = 1;
+  for (int64_t d = 0; d < axis; ++d)
+    outer *= shape[d];
+  std::vector<char> data;
+  data.reserve(RankedTensorType::get(shape, elementType).getNumElements() *
+               width);
+  for (int64_t o = 0; o < outer; ++o) {
+    for (const ConstTensor *part : parts) {
+      int64_t chunk = outer ? part->getNumElements() / outer * width : 0;
+      const char *begin = part->getBytes().data() + o * chunk;
+      data.insert(data.end(), begin, begin + chunk);
+    }
+  }
+  ConstTensor result(RankedTensorType::get(shape, elementType),
+                     std::move(data));
+  result.setWeight(weight);
+  return result;
+}
+
+FailureOr<SmallVector<int64_t>>
+qforge::importer::detail::broadcastShapeList(ArrayRef<ArrayRef<int64_t>> shapes) {
+  size_t rank = 0;
+  for (ArrayRef<int64_t> shape : shapes)
+    rank = std::max(rank, shape.size());
+  SmallVector<int64_t> out(rank, 1);
+  for (ArrayRef<int64_t> shape : shapes) {
+    size_t offset = rank - shape.size();
+    for (auto [i, d] : llvm::enumerate(shape)) {
+      int64_t &o = out[i + offset];
+      if (d == o || d == 1)
+        continue;
+      if (o != 1)
+        return failure();
+      o = d;
+    }
+  }
+  return out;
+}
+
+ConstTensor qforge::importer::detail::foldElementwise(
+    ArrayRef<const ConstTensor *> inputs, Type resultElementType,
+    function_ref<HostValue(ArrayRef<HostValue>)> fn) {
+  SmallVector<ArrayRef<int64_t>> shapes;
+  bool weight = false;
+  for (const ConstTensor *input : inputs) {
+    shapes.push_back(input->getShape());
+    weight |= input->isWeight();
+  }
+  SmallVector<int64_t> shape = *broadcastShapeList(shapes);
+  int64_t rank = shape.size();
+  SmallVector<SmallVector<HostValue>> values;
+  SmallVector<SmallVector<int64_t>> strides;
+  for (const ConstTensor *input : inputs) {
+    values.push_back(input->getHostValues());
+    strides.push_back(broadcastStrides(input->getShape(), rank));
+  }
+  auto type = RankedTensorType::get(shape, resultElementType);
+  int64_t n = type.getNumElements();
+  SmallVector<HostValue> out;
+  out.reserve(n);
+  SmallVector<int64_t> index(rank, 0);
+  SmallVector<HostValue> args(inputs.size());
+  for (int64_t e = 0; e < n; ++e) {
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      int64_t src = 0;
+      for (int64_t d = 0; d < rank; ++d)
+        src += index[d] * strides[k][d];
+      args[k] = values[k][src];
+    }
+    out.push_back(fn(args));
+    for (int64_t d = rank - 1; d >= 0; --d) {
+      if (++index[d] < shape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+  ConstTensor result = ConstTensor::fromHostValues(type, out);
+  result.setWeight(weight);
+  return result;
 }
 
 ConstTensor ConstTensor::transposed(ArrayRef<int64_t> perm) const {

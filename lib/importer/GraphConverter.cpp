@@ -11,12 +11,16 @@
 
 #include "GraphConverter.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Tosa/IR/TosaOps.h"
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Verifier.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Path.h"
 
 using namespace mlir;
@@ -25,6 +29,11 @@ using namespace qforge::importer::detail;
 /// Tensors with at most this many elements become inline `dense` constants
 /// unless they are weights (initializers and what folds from them).
 static constexpr int64_t kMaxInlineElements = 16;
+
+/// Computed host results (arithmetic, comparisons, casts) up to this many
+/// elements fold at import; larger ones are emitted as IR. Rearrangements
+/// of constants (reshape, transpose, slice, gather, concat) always fold.
+static constexpr int64_t kMaxFoldElements = int64_t(1) << 20;
 
 static StringAttr getNameAttr(MLIRContext *ctx, StringRef name) {
   return StringAttr::get(ctx, name);
@@ -40,6 +49,8 @@ const OpTable &qforge::importer::detail::getOpTable() {
     registerElementwiseOps(t);
     registerLinearOps(t);
     registerShapeOps(t);
+    registerIndexingOps(t);
+    registerReductionOps(t);
     return t;
   }();
   return table;
@@ -95,6 +106,33 @@ const ConstTensor *NodeContext::getConstantInput(unsigned i) {
   return graph.lookupConstant(node.input(i));
 }
 
+FailureOr<RankedTensorType> NodeContext::getInputType(unsigned i) {
+  if (const ConstTensor *constant = getConstantInput(i))
+    return constant->getType();
+  FailureOr<TypedValue<RankedTensorType>> value = getTensorInput(i);
+  if (failed(value))
+    return failure();
+  return value->getType();
+}
+
+std::optional<SmallVector<const ConstTensor *>>
+NodeContext::getConstantInputs() {
+  SmallVector<const ConstTensor *> out;
+  for (unsigned i = 0, e = getNumInputs(); i < e; ++i) {
+    if (!hasInput(i))
+      continue;
+    const ConstTensor *constant = getConstantInput(i);
+    if (!constant)
+      return std::nullopt;
+    out.push_back(constant);
+  }
+  return out;
+}
+
+bool NodeContext::isFoldable(int64_t numElements) {
+  return numElements <= kMaxFoldElements;
+}
+
 void NodeContext::setOutput(unsigned i, Value value) {
   if (i < unsigned(node.output_size()) && !node.output(i).empty())
     graph.bind(node.output(i), value);
@@ -136,6 +174,59 @@ NodeContext::getIntsAttr(StringRef name) const {
   if (!attr)
     return std::nullopt;
   return SmallVector<int64_t>(attr->ints().begin(), attr->ints().end());
+}
+
+std::string NodeContext::getStringAttr(StringRef name,
+                                       StringRef defaultValue) const {
+  const onnx::AttributeProto *attr = getAttr(name);
+  return attr && attr->has_s() ? attr->s() : defaultValue.str();
+}
+
+FailureOr<int64_t> NodeContext::normalizeAxis(int64_t axis, int64_t rank,
+                                              StringRef what) {
+  if (axis < -rank || axis >= rank) {
+    (void)fail(what + " " + Twine(axis) + " is out of range for rank " +
+               Twine(rank));
+    return failure();
+  }
+  return axis < 0 ? axis + rank : axis;
+}
+
+FailureOr<std::optional<SmallVector<int64_t>>>
+NodeContext::getAxes(unsigned inputIndex, StringRef attrName, int64_t rank) {
+  SmallVector<int64_t> axes;
+  if (hasInput(inputIndex)) {
+    const ConstTensor *constant = getConstantInput(inputIndex);
+    if (!constant) {
+      (void)fail("axes input '" + getInputName(inputIndex) +
+                 "' is not a constant");
+      return failure();
+    }
+    FailureOr<SmallVector<int64_t>> values = constant->getIntValues();
+    if (failed(values)) {
+      (void)fail("axes input must be an integer tensor");
+      return failure();
+    }
+    axes = *values;
+  } else if (std::optional<SmallVector<int64_t>> attr =
+                 getIntsAttr(attrName)) {
+    axes = *attr;
+  } else {
+    return std::optional<SmallVector<int64_t>>();
+  }
+  SmallVector<bool> seen(rank, false);
+  for (int64_t &axis : axes) {
+    FailureOr<int64_t> normalized = normalizeAxis(axis, rank);
+    if (failed(normalized))
+      return failure();
+    if (seen[*normalized]) {
+      (void)fail("axis " + Twine(axis) + " is repeated");
+      return failure();
+    }
+    seen[*normalized] = true;
+    axis = *normalized;
+  }
+  return std::optional<SmallVector<int64_t>>(axes);
 }
 
 Value NodeContext::constShape(ArrayRef<int64_t> dims) {
@@ -217,6 +308,124 @@ Value NodeContext::matmul3D(Value a, Value b) {
   return tosa::MatMulOp::create(getBuilder(), loc, type, a, b, azp, bzp);
 }
 
+Value NodeContext::castTo(Value value, Type elementType) {
+  auto type = cast<RankedTensorType>(value.getType());
+  if (type.getElementType() == elementType)
+    return value;
+  return tosa::CastOp::create(getBuilder(), loc, type.clone(elementType),
+                              value);
+}
+
+Value NodeContext::negate(Value value) {
+  auto type = cast<RankedTensorType>(value.getType());
+  Value zp = zeroPoint(type.getElementType());
+  return tosa::NegateOp::create(getBuilder(), loc, type, value, zp, zp);
+}
+
+Value NodeContext::scalarLike(Value like, double value) {
+  auto type = cast<RankedTensorType>(like.getType());
+  return splat(type.getElementType(), value,
+               SmallVector<int64_t>(type.getRank(), 1));
+}
+
+Value NodeContext::reduce(Reduce kind, Value value, int64_t axis) {
+  auto type = cast<RankedTensorType>(value.getType());
+  SmallVector<int64_t> shape(type.getShape());
+  shape[axis] = 1;
+  auto resultType = type.clone(shape);
+  OpBuilder &b = getBuilder();
+  IntegerAttr axisAttr = b.getI32IntegerAttr(axis);
+  switch (kind) {
+  case Reduce::Sum:
+    return tosa::ReduceSumOp::create(b, loc, resultType, value, axisAttr);
+  case Reduce::Max:
+    return tosa::ReduceMaxOp::create(b, loc, resultType, value, axisAttr);
+  case Reduce::Min:
+    return tosa::ReduceMinOp::create(b, loc, resultType, value, axisAttr);
+  case Reduce::Prod:
+    return tosa::ReduceProductOp::create(b, loc, resultType, value, axisAttr);
+  case Reduce::All:
+    return tosa::ReduceAllOp::create(b, loc, resultType, value, axisAttr);
+  case Reduce::Any:
+    return tosa::ReduceAnyOp::create(b, loc, resultType, value, axisAttr);
+  }
+  llvm_unreachable("unknown reduction");
+}
+
+Value NodeContext::slice(Value value, ArrayRef<int64_t> start,
+                         ArrayRef<int64_t> size) {
+  auto type = cast<RankedTensorType>(value.getType());
+  if (type.getShape() == size)
+    return value;
+  return tosa::SliceOp::create(getBuilder(), loc, type.clone(size), value,
+                               constShape(start), constShape(size));
+}
+
+Value NodeContext::concat(ValueRange parts, int64_t axis) {
+  if (parts.size() == 1)
+    return parts.front();
+  auto type = cast<RankedTensorType>(parts.front().getType());
+  SmallVector<int64_t> shape(type.getShape());
+  shape[axis] = 0;
+  for (Value part : parts)
+    shape[axis] += cast<RankedTensorType>(part.getType()).getDimSize(axis);
+  return tosa::ConcatOp::create(getBuilder(), loc, type.clone(shape), parts,
+                                getBuilder().getI32IntegerAttr(axis));
+}
+
+FailureOr<Value> NodeContext::select(Value cond, Value onTrue, Value onFalse) {
+  auto condType = cast<RankedTensorType>(cond.getType());
+  auto trueType = cast<RankedTensorType>(onTrue.getType());
+  auto falseType = cast<RankedTensorType>(onFalse.getType());
+  if (trueType.getElementType() != falseType.getElementType()) {
+    (void)fail("the two branches have different element types");
+    return failure();
+  }
+  FailureOr<SmallVector<int64_t>> shape = broadcastShapeList(
+      {condType.getShape(), trueType.getShape(), falseType.getShape()});
+  if (failed(shape)) {
+    (void)fail("shapes " + formatShape(condType.getShape()) + ", " +
+               formatShape(trueType.getShape()) + " and " +
+               formatShape(falseType.getShape()) + " do not broadcast");
+    return failure();
+  }
+  int64_t rank = shape->size();
+  return Value(tosa::SelectOp::create(
+      getBuilder(), loc, trueType.clone(*shape), expandRank(cond, rank),
+      expandRank(onTrue, rank), expandRank(onFalse, rank)));
+}
+
+Value NodeContext::elementwiseGeneric(
+    ValueRange inputs, ArrayRef<int64_t> shape, Type elementType,
+    function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
+  OpBuilder &b = getBuilder();
+  int64_t rank = shape.size();
+  SmallVector<Value> operands;
+  SmallVector<AffineMap> maps;
+  for (Value input : inputs) {
+    Value expanded = expandRank(input, rank);
+    auto type = cast<RankedTensorType>(expanded.getType());
+    SmallVector<AffineExpr> exprs;
+    for (int64_t d = 0; d < rank; ++d)
+      exprs.push_back(type.getDimSize(d) == 1 && shape[d] != 1
+                          ? getAffineConstantExpr(0, b.getContext())
+                          : getAffineDimExpr(d, b.getContext()));
+    maps.push_back(AffineMap::get(rank, 0, exprs, b.getContext()));
+    operands.push_back(expanded);
+  }
+  maps.push_back(b.getMultiDimIdentityMap(rank));
+  Value init = tensor::EmptyOp::create(b, loc, shape, elementType);
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  auto generic = linalg::GenericOp::create(
+      b, loc, TypeRange{init.getType()}, operands, ValueRange{init}, maps,
+      iterators, [&](OpBuilder &nested, Location nestedLoc, ValueRange args) {
+        Value result = body(nested, nestedLoc, args.drop_back());
+        linalg::YieldOp::create(nested, nestedLoc, result);
+      });
+  return generic.getResult(0);
+}
+
 FailureOr<SmallVector<int64_t>>
 NodeContext::broadcastShapes(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
   size_t rank = std::max(a.size(), b.size());
@@ -235,6 +444,11 @@ NodeContext::broadcastShapes(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
 }
 
 FailureOr<Value> NodeContext::binary(Binary kind, Value a, Value b) {
+  // Comparisons with the operands swapped.
+  if (kind == Binary::Less)
+    return binary(Binary::Greater, b, a);
+  if (kind == Binary::LessEqual)
+    return binary(Binary::GreaterEqual, b, a);
   auto aType = cast<RankedTensorType>(a.getType());
   auto bType = cast<RankedTensorType>(b.getType());
   if (aType.getElementType() != bType.getElementType()) {
@@ -252,14 +466,33 @@ FailureOr<Value> NodeContext::binary(Binary kind, Value a, Value b) {
   a = expandRank(a, rank);
   b = expandRank(b, rank);
   auto type = aType.clone(*shape);
+  auto boolType = RankedTensorType::get(*shape, IntegerType::get(getContext(), 1));
   Type elementType = aType.getElementType();
+  bool isFloat = isa<FloatType>(elementType);
+  bool isBool = elementType.isInteger(1);
   OpBuilder &builder = getBuilder();
+  auto requireBool = [&]() -> LogicalResult {
+    if (isBool)
+      return success();
+    return fail("expects bool operands");
+  };
+  auto requireNumber = [&]() -> LogicalResult {
+    if (!isBool)
+      return success();
+    return fail("expects numeric operands, not bool");
+  };
   switch (kind) {
   case Binary::Add:
+    if (failed(requireNumber()))
+      return failure();
     return Value(tosa::AddOp::create(builder, loc, type, a, b));
   case Binary::Sub:
+    if (failed(requireNumber()))
+      return failure();
     return Value(tosa::SubOp::create(builder, loc, type, a, b));
   case Binary::Mul: {
+    if (failed(requireNumber()))
+      return failure();
     auto shiftType = RankedTensorType::get({1}, builder.getI8Type());
     Value shift = tosa::ConstOp::create(
         builder, loc, shiftType,
@@ -267,24 +500,94 @@ FailureOr<Value> NodeContext::binary(Binary kind, Value a, Value b) {
     return Value(tosa::MulOp::create(builder, loc, type, a, b, shift));
   }
   case Binary::Div: {
-    if (isa<FloatType>(elementType)) {
+    if (failed(requireNumber()))
+      return failure();
+    if (isFloat) {
       // TOSA has no float division: a * (1 / b).
       Value reciprocal = tosa::ReciprocalOp::create(
           builder, loc, cast<RankedTensorType>(b.getType()), b);
       return binary(Binary::Mul, a, reciprocal);
     }
-    if (!elementType.isSignlessInteger(32)) {
-      (void)fail("integer division is supported for int32 only");
-      return failure();
-    }
-    return Value(tosa::IntDivOp::create(builder, loc, type, a, b));
+    if (elementType.isSignlessInteger(32))
+      return Value(tosa::IntDivOp::create(builder, loc, type, a, b));
+    // Other widths: truncating division in a linalg.generic.
+    return elementwiseGeneric(
+        {a, b}, *shape, elementType,
+        [](OpBuilder &nb, Location nl, ValueRange args) -> Value {
+          return arith::DivSIOp::create(nb, nl, args[0], args[1]);
+        });
   }
   case Binary::Max:
+    if (failed(requireNumber()))
+      return failure();
     return Value(tosa::MaximumOp::create(builder, loc, type, a, b));
   case Binary::Min:
+    if (failed(requireNumber()))
+      return failure();
     return Value(tosa::MinimumOp::create(builder, loc, type, a, b));
   case Binary::Pow:
+    if (!isFloat) {
+      (void)fail("expects float operands");
+      return failure();
+    }
     return Value(tosa::PowOp::create(builder, loc, type, a, b));
+  case Binary::Mod:
+  case Binary::FMod: {
+    if (failed(requireNumber()))
+      return failure();
+    bool fmod = kind == Binary::FMod;
+    if (isFloat && !fmod) {
+      (void)fail("float operands need fmod = 1");
+      return failure();
+    }
+    return elementwiseGeneric(
+        {a, b}, *shape, elementType,
+        [&](OpBuilder &nb, Location nl, ValueRange args) -> Value {
+          if (isFloat)
+            return arith::RemFOp::create(nb, nl, args[0], args[1]);
+          Value rem = arith::RemSIOp::create(nb, nl, args[0], args[1]);
+          if (fmod)
+            return rem;
+          // Python's modulo takes the sign of the divisor.
+          Value zero = arith::ConstantOp::create(
+              nb, nl, elementType, nb.getIntegerAttr(elementType, 0));
+          Value nonZero = arith::CmpIOp::create(
+              nb, nl, arith::CmpIPredicate::ne, rem, zero);
+          Value remNeg = arith::CmpIOp::create(
+              nb, nl, arith::CmpIPredicate::slt, rem, zero);
+          Value divNeg = arith::CmpIOp::create(
+              nb, nl, arith::CmpIPredicate::slt, args[1], zero);
+          Value signsDiffer = arith::XOrIOp::create(nb, nl, remNeg, divNeg);
+          Value adjust = arith::AndIOp::create(nb, nl, nonZero, signsDiffer);
+          Value adjusted = arith::AddIOp::create(nb, nl, rem, args[1]);
+          return arith::SelectOp::create(nb, nl, adjust, adjusted, rem);
+        });
+  }
+  case Binary::Equal:
+    return Value(tosa::EqualOp::create(builder, loc, boolType, a, b));
+  case Binary::Greater:
+    if (failed(requireNumber()))
+      return failure();
+    return Value(tosa::GreaterOp::create(builder, loc, boolType, a, b));
+  case Binary::GreaterEqual:
+    if (failed(requireNumber()))
+      return failure();
+    return Value(tosa::GreaterEqualOp::create(builder, loc, boolType, a, b));
+  case Binary::And:
+    if (failed(requireBool()))
+      return failure();
+    return Value(tosa::LogicalAndOp::create(builder, loc, type, a, b));
+  case Binary::Or:
+    if (failed(requireBool()))
+      return failure();
+    return Value(tosa::LogicalOrOp::create(builder, loc, type, a, b));
+  case Binary::Xor:
+    if (failed(requireBool()))
+      return failure();
+    return Value(tosa::LogicalXorOp::create(builder, loc, type, a, b));
+  case Binary::Less:
+  case Binary::LessEqual:
+    break;
   }
   llvm_unreachable("unknown binary kind");
 }
@@ -369,18 +672,28 @@ void GraphConverter::bindConstant(StringRef name, ConstTensor value) {
 Value GraphConverter::materialize(const ConstTensor &value, StringRef name,
                                   Location loc) {
   RankedTensorType type = value.getType();
+  // TOSA tensors have no zero-sized dimensions; an empty tensor has no
+  // contents either.
+  if (type.getNumElements() == 0)
+    return tensor::EmptyOp::create(builder, loc, type.getShape(),
+                                   type.getElementType());
   int64_t maxInline = value.isWeight() ? 1 : kMaxInlineElements;
   ElementsAttr attr;
-  if (value.getNumElements() <= maxInline) {
-    if (type.getElementType().isInteger(1)) {
-      SmallVector<int64_t> ints = *value.getIntValues();
-      SmallVector<bool> bits;
-      for (int64_t v : ints)
-        bits.push_back(v != 0);
-      attr = DenseElementsAttr::get(type, bits);
-    } else {
-      attr = DenseElementsAttr::getFromRawBuffer(type, value.getBytes());
-    }
+  bool isBool = type.getElementType().isInteger(1);
+  if (isBool) {
+    // Booleans are bit-packed in DenseElementsAttr; never a blob.
+    SmallVector<int64_t> ints = *value.getIntValues();
+    SmallVector<bool> bits;
+    for (int64_t v : ints)
+      bits.push_back(v != 0);
+    attr = DenseElementsAttr::get(type, bits);
+  } else if (value.getNumElements() <= maxInline) {
+    attr = DenseElementsAttr::getFromRawBuffer(type, value.getBytes());
+  } else if (!value.isWeight() && value.isSplat()) {
+    // A filled tensor (ConstantOfShape, Expand of a scalar) stays a splat.
+    int64_t width = getElementByteWidth(type.getElementType());
+    attr = DenseElementsAttr::getFromRawBuffer(
+        type, value.getBytes().take_front(width));
   } else {
     int64_t align = getElementByteWidth(type.getElementType());
     attr = DenseResourceElementsAttr::get(
@@ -519,6 +832,12 @@ LogicalResult GraphConverter::convertNode(const onnx::NodeProto &node,
                 formatArity(entry.minOutputs, entry.maxOutputs) +
                 " outputs, got " + Twine(numOutputs));
 
+  // Forms older than opset 7 (per-op broadcast flags, consumed_inputs).
+  for (const onnx::AttributeProto &attr : node.attribute())
+    if (attr.name() == "broadcast" || attr.name() == "consumed_inputs")
+      return fail(who + ": attribute '" + attr.name() +
+                  "' of opsets before 7 is not supported");
+
   Location loc = NameLoc::get(getNameAttr(&ctx, name), fileLoc);
   Block *block = builder.getInsertionBlock();
   Operation *last = block->empty() ? nullptr : &block->back();
@@ -590,6 +909,26 @@ OwningOpRef<ModuleOp> GraphConverter::convert() {
     func.setArgAttr(i, "qf.name", getNameAttr(&ctx, name));
   for (auto [i, output] : llvm::enumerate(graph.output()))
     func.setResultAttr(i, "qf.name", getNameAttr(&ctx, output.name()));
+
+  // Weights become named arguments of the compiled entry, beside the graph
+  // inputs and outputs: keep every `qf.name` unique among them.
+  llvm::StringSet<> used;
+  for (const std::string &name : inputNames)
+    used.insert(name);
+  for (const onnx::ValueInfoProto &output : graph.output())
+    used.insert(output.name());
+  func.walk([&](tosa::ConstOp op) {
+    auto name = op->getAttrOfType<StringAttr>("qf.name");
+    if (!name || used.insert(name.getValue()).second)
+      return;
+    for (int suffix = 1;; ++suffix) {
+      std::string candidate = (name.getValue() + "." + Twine(suffix)).str();
+      if (used.insert(candidate).second) {
+        op->setAttr("qf.name", getNameAttr(&ctx, candidate));
+        return;
+      }
+    }
+  });
 
   std::string diagnostic;
   ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &diag) {

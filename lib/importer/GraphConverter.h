@@ -23,6 +23,7 @@
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/OwningOpRef.h"
 #include "mlir/Support/LLVM.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/Twine.h"
@@ -53,6 +54,29 @@ int64_t getElementByteWidth(mlir::Type elementType);
 /// "1x4x3", "scalar" for rank 0.
 std::string formatShape(llvm::ArrayRef<int64_t> shape);
 
+/// Product of the dimensions of a static shape (1 for rank 0).
+inline int64_t product(llvm::ArrayRef<int64_t> dims) {
+  int64_t n = 1;
+  for (int64_t d : dims)
+    n *= d;
+  return n;
+}
+
+/// One element of a host tensor, widened: `isFloat` selects `f` (float
+/// types) or `i` (integer and bool types).
+struct HostValue {
+  double f = 0.0;
+  int64_t i = 0;
+  bool isFloat = false;
+
+  static HostValue ofFloat(double v) { return {v, 0, true}; }
+  static HostValue ofInt(int64_t v) { return {0.0, v, false}; }
+  double asDouble() const { return isFloat ? f : double(i); }
+  /// Truncates a float toward zero (NaN and out-of-range values saturate).
+  int64_t asInt() const;
+  bool asBool() const { return isFloat ? f != 0.0 : i != 0; }
+};
+
 /// A tensor whose contents are known at import time: an initializer, the
 /// value of a Constant node, or a value folded on the host. The bytes are
 /// little-endian raw storage; they either live in the ONNX model (which
@@ -80,11 +104,36 @@ public:
   mlir::FailureOr<llvm::SmallVector<int64_t>> getIntValues() const;
   /// Float contents as double; failure for an integer tensor.
   mlir::FailureOr<llvm::SmallVector<double>> getFloatValues() const;
+  /// Every element widened to a HostValue (int64 or double).
+  llvm::SmallVector<HostValue> getHostValues() const;
+  /// Whether every element has the same bytes.
+  bool isSplat() const;
+
+  /// A tensor of `type` holding `values`, converted to the element type
+  /// (floats round to nearest even, floats to integers truncate toward zero,
+  /// integers wrap, anything to bool is `!= 0`).
+  static ConstTensor fromHostValues(mlir::RankedTensorType type,
+                                    llvm::ArrayRef<HostValue> values);
+  static ConstTensor fromInts(mlir::RankedTensorType type,
+                              llvm::ArrayRef<int64_t> values);
+  /// A tensor of `type` whose every element is `value`.
+  static ConstTensor splat(mlir::RankedTensorType type, HostValue value);
+
   /// The contents with dimensions permuted (`perm[i]` is the source dimension
   /// of result dimension i).
   ConstTensor transposed(llvm::ArrayRef<int64_t> perm) const;
   /// The same bytes under another static shape of equal element count.
   ConstTensor reshaped(llvm::ArrayRef<int64_t> shape) const;
+  /// A tensor of `shape` whose element at each index is the element of this
+  /// tensor at the linear index `source(index)`.
+  ConstTensor
+  remapped(llvm::ArrayRef<int64_t> shape,
+           llvm::function_ref<int64_t(llvm::ArrayRef<int64_t>)> source) const;
+  /// Numpy broadcast to `shape` (ranks may differ).
+  ConstTensor broadcastTo(llvm::ArrayRef<int64_t> shape) const;
+  /// Concatenation along `axis`; all parts share element type and rank.
+  static ConstTensor concat(llvm::ArrayRef<const ConstTensor *> parts,
+                            int64_t axis);
 
 private:
   mlir::RankedTensorType type;
@@ -92,6 +141,19 @@ private:
   std::shared_ptr<const std::vector<char>> storage;
   bool weight = false;
 };
+
+/// Folds an elementwise operation of host tensors with numpy broadcasting:
+/// `fn` maps the widened inputs at one position to the result element, which
+/// is converted to `resultElementType`. The shapes must broadcast.
+ConstTensor
+foldElementwise(llvm::ArrayRef<const ConstTensor *> inputs,
+                mlir::Type resultElementType,
+                llvm::function_ref<HostValue(llvm::ArrayRef<HostValue>)> fn);
+
+/// Numpy broadcast of shapes, or failure when two dimensions differ and
+/// neither is 1.
+mlir::FailureOr<llvm::SmallVector<int64_t>>
+broadcastShapeList(llvm::ArrayRef<llvm::ArrayRef<int64_t>> shapes);
 
 /// Reads a TensorProto (raw or typed fields, or external data relative to
 /// `modelDir`) into a ConstTensor. On failure sets `error` (no file prefix).
@@ -129,6 +191,8 @@ using OpTable = llvm::StringMap<OpConverter>;
 void registerElementwiseOps(OpTable &table);
 void registerLinearOps(OpTable &table);
 void registerShapeOps(OpTable &table);
+void registerIndexingOps(OpTable &table);
+void registerReductionOps(OpTable &table);
 
 /// The table of all supported operators of the default domain.
 const OpTable &getOpTable();
@@ -167,6 +231,14 @@ public:
   const ConstTensor *getConstantInput(unsigned i);
   /// The ONNX name of input `i`.
   llvm::StringRef getInputName(unsigned i) const { return node.input(i); }
+  /// The type of input `i` (constant or SSA value) without materialising a
+  /// constant; fails unless it is a statically shaped tensor.
+  mlir::FailureOr<mlir::RankedTensorType> getInputType(unsigned i);
+  /// The contents of every given input when all are known at import time.
+  std::optional<llvm::SmallVector<const ConstTensor *>> getConstantInputs();
+  /// Whether a computed (not merely rearranged) host result of
+  /// `numElements` is folded at import rather than emitted as IR.
+  static bool isFoldable(int64_t numElements);
 
   unsigned getNumOutputs() const { return node.output_size(); }
   /// Binds output `i` to `value`.
@@ -186,6 +258,19 @@ public:
   float getFloatAttr(llvm::StringRef name, float defaultValue) const;
   std::optional<llvm::SmallVector<int64_t>>
   getIntsAttr(llvm::StringRef name) const;
+  std::string getStringAttr(llvm::StringRef name,
+                            llvm::StringRef defaultValue) const;
+
+  /// `axis` in [-rank, rank) made non-negative; fails (naming `what`)
+  /// outside that range.
+  mlir::FailureOr<int64_t> normalizeAxis(int64_t axis, int64_t rank,
+                                         llvm::StringRef what = "axis");
+  /// Axes given by the constant input `inputIndex` when present, else by
+  /// the attribute `attrName`; nullopt when neither is given. Normalised to
+  /// [0, rank) and checked for repeats; fails when the input is not a
+  /// constant.
+  mlir::FailureOr<std::optional<llvm::SmallVector<int64_t>>>
+  getAxes(unsigned inputIndex, llvm::StringRef attrName, int64_t rank);
 
   //===--------------------------------------------------------------------===//
   // Emission helpers (all at this node's location)
@@ -212,15 +297,64 @@ public:
   /// `tosa.matmul` of [B,M,K] x [B,K,N] -> [B,M,N].
   mlir::Value matmul3D(mlir::Value a, mlir::Value b);
 
+  /// `tosa.cast` to `elementType`; returns `value` when it already has it.
+  mlir::Value castTo(mlir::Value value, mlir::Type elementType);
+  /// A one-operand TOSA op whose result has the operand's type.
+  template <typename OpTy> mlir::Value unary(mlir::Value value) {
+    return OpTy::create(getBuilder(), loc, value.getType(), value);
+  }
+  /// `tosa.negate` (with zero points of the element type).
+  mlir::Value negate(mlir::Value value);
+  /// A constant of `value`'s element type and rank, every dimension 1.
+  mlir::Value scalarLike(mlir::Value like, double value);
+  /// `tosa.reduce_*` along `axis`, which keeps size 1.
+  enum class Reduce { Sum, Max, Min, Prod, All, Any };
+  mlir::Value reduce(Reduce kind, mlir::Value value, int64_t axis);
+  /// `tosa.slice` of `size` elements from `start`.
+  mlir::Value slice(mlir::Value value, llvm::ArrayRef<int64_t> start,
+                    llvm::ArrayRef<int64_t> size);
+  /// `tosa.concat` along `axis` (one part is returned as is).
+  mlir::Value concat(mlir::ValueRange parts, int64_t axis);
+  /// `tosa.select` with numpy broadcasting of all three operands.
+  mlir::FailureOr<mlir::Value> select(mlir::Value cond, mlir::Value onTrue,
+                                      mlir::Value onFalse);
+  /// A `linalg.generic` over `inputs` (numpy-broadcast to `shape`) whose
+  /// body computes an element of `elementType` from the input elements; for
+  /// what TOSA cannot express (integer division other than i32, remainders).
+  mlir::Value elementwiseGeneric(
+      mlir::ValueRange inputs, llvm::ArrayRef<int64_t> shape,
+      mlir::Type elementType,
+      llvm::function_ref<mlir::Value(mlir::OpBuilder &, mlir::Location,
+                                     mlir::ValueRange)>
+          body);
+
   /// Numpy broadcast of two shapes; fails (with a message naming both) when
   /// they are incompatible.
   mlir::FailureOr<llvm::SmallVector<int64_t>>
   broadcastShapes(llvm::ArrayRef<int64_t> a, llvm::ArrayRef<int64_t> b);
 
-  /// Emits a binary elementwise TOSA op with numpy broadcasting: checks the
+  /// Emits a binary elementwise op with numpy broadcasting: checks the
   /// element types agree, reshapes the lower-rank operand to equal rank and
-  /// computes the result type. `kind` selects the op.
-  enum class Binary { Add, Sub, Mul, Div, Max, Min, Pow };
+  /// computes the result type. `kind` selects the op; comparisons give i1.
+  enum class Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    Pow,
+    Mod,
+    FMod,
+    Equal,
+    Greater,
+    GreaterEqual,
+    Less,
+    LessEqual,
+    And,
+    Or,
+    Xor,
+  };
   mlir::FailureOr<mlir::Value> binary(Binary kind, mlir::Value a,
                                       mlir::Value b);
 

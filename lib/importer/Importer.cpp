@@ -16,6 +16,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Tosa/IR/TosaOps.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -34,11 +35,12 @@ using namespace mlir;
 using namespace qforge::importer;
 using namespace qforge::importer::detail;
 
-static constexpr int64_t kMinOpset = 13;
+static constexpr int64_t kMinOpset = 1;
 static constexpr int64_t kMaxOpset = 18;
 
 void qforge::importer::registerImporterDialects(DialectRegistry &registry) {
-  registry.insert<arith::ArithDialect, func::FuncDialect, tensor::TensorDialect,
+  registry.insert<arith::ArithDialect, func::FuncDialect,
+                  linalg::LinalgDialect, tensor::TensorDialect,
                   tosa::TosaDialect>();
 }
 
@@ -191,7 +193,8 @@ OwningOpRef<ModuleOp> importImpl(MLIRContext &ctx, StringRef path,
     return fail(describeInferenceError(e.what()));
   }
 
-  ctx.loadDialect<arith::ArithDialect, func::FuncDialect, tensor::TensorDialect,
+  ctx.loadDialect<arith::ArithDialect, func::FuncDialect,
+                  linalg::LinalgDialect, tensor::TensorDialect,
                   tosa::TosaDialect>();
   GraphConverter converter(ctx, model, path, opset, error);
   return converter.convert();

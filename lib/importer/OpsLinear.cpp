@@ -23,11 +23,6 @@ using namespace qforge::importer::detail;
 
 namespace {
 
-int64_t product(ArrayRef<int64_t> dims) {
-  return std::accumulate(dims.begin(), dims.end(), int64_t(1),
-                         std::multiplies<int64_t>());
-}
-
 LogicalResult checkFloatOperands(NodeContext &ctx, RankedTensorType a,
                                  RankedTensorType b) {
   if (!isa<FloatType>(a.getElementType()) ||

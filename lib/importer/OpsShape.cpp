@@ -1,12 +1,17 @@
-//===- OpsShape.cpp - Constants and data movement -------------------------===//
+//===- OpsShape.cpp - Constants, shapes and reshaping ---------------------===//
 //
 // Part of qforge.
 //
 //===----------------------------------------------------------------------===//
 //
-// Constant, Reshape, Transpose. Constants stay on the host until an op needs
-// them as SSA values, so shape arithmetic folds without emitting IR; a
-// Reshape or Transpose of a constant folds into a new constant.
+// Constant, ConstantOfShape, Shape, Size, Range, Reshape, Flatten, Squeeze,
+// Unsqueeze, Transpose, Expand, Tile.
+//
+// Constants stay on the host until an op needs them as SSA values, so
+// torch's shape computations fold without emitting IR: Shape and Size of
+// any tensor are constants (every shape is static), ConstantOfShape and
+// Range need constant inputs, and a reshaping op of a constant folds into a
+// new constant.
 //
 //===----------------------------------------------------------------------===//
 
@@ -14,6 +19,7 @@
 
 #include "mlir/Dialect/Tosa/IR/TosaOps.h"
 
+#include <cmath>
 #include <cstring>
 
 using namespace mlir;
@@ -30,6 +36,8 @@ ConstTensor makeConstTensor(Type elementType, ArrayRef<int64_t> shape,
   return ConstTensor(RankedTensorType::get(shape, elementType),
                      std::move(data));
 }
+
+LogicalResult reshapeOutput(NodeContext &ctx, ArrayRef<int64_t> shape);
 
 LogicalResult convertConstant(NodeContext &ctx) {
   const onnx::NodeProto &node = ctx.getNode();
@@ -126,15 +134,7 @@ LogicalResult convertReshape(NodeContext &ctx) {
                     formatShape(shape));
   }
 
-  if (dataConst) {
-    ctx.setConstantOutput(0, dataConst->reshaped(shape));
-    return success();
-  }
-  FailureOr<Value> data = ctx.getInput(0);
-  if (failed(data))
-    return failure();
-  ctx.setOutput(0, ctx.reshape(*data, shape));
-  return success();
+  return reshapeOutput(ctx, shape);
 }
 
 LogicalResult convertTranspose(NodeContext &ctx) {
@@ -179,10 +179,312 @@ LogicalResult convertTranspose(NodeContext &ctx) {
   return success();
 }
 
+
+/// The type of input 0 (a constant or an SSA value).
+FailureOr<RankedTensorType> dataType(NodeContext &ctx) {
+  return ctx.getInputType(0);
+}
+
+/// Binds output 0 to input 0 reshaped to `shape`: folded when constant.
+LogicalResult reshapeOutput(NodeContext &ctx, ArrayRef<int64_t> shape) {
+  FailureOr<RankedTensorType> type = ctx.getInputType(0);
+  if (failed(type))
+    return failure();
+  if (type->getNumElements() == 0) {
+    ctx.setConstantOutput(
+        0, ConstTensor(RankedTensorType::get(shape, type->getElementType()),
+                       std::vector<char>()));
+    return success();
+  }
+  if (const ConstTensor *data = ctx.getConstantInput(0)) {
+    ctx.setConstantOutput(0, data->reshaped(shape));
+    return success();
+  }
+  FailureOr<Value> data = ctx.getInput(0);
+  if (failed(data))
+    return failure();
+  ctx.setOutput(0, ctx.reshape(*data, shape));
+  return success();
+}
+
+/// A 1-D integer constant input `i` as int64 values.
+FailureOr<SmallVector<int64_t>> getIntVector(NodeContext &ctx, unsigned i,
+                                             StringRef what) {
+  const ConstTensor *constant = ctx.getConstantInput(i);
+  if (!constant) {
+    (void)ctx.fail(what + " input '" + ctx.getInputName(i) +
+                   "' is not a constant");
+    return failure();
+  }
+  FailureOr<SmallVector<int64_t>> values = constant->getIntValues();
+  if (failed(values) || constant->getType().getRank() > 1) {
+    (void)ctx.fail(what + " input must be a 1-D integer tensor");
+    return failure();
+  }
+  return values;
+}
+
+LogicalResult convertFlatten(NodeContext &ctx) {
+  FailureOr<RankedTensorType> type = dataType(ctx);
+  if (failed(type))
+    return failure();
+  int64_t rank = type->getRank();
+  int64_t axis = ctx.getIntAttr("axis", 1);
+  if (axis < -rank || axis > rank)
+    return ctx.fail("axis " + Twine(axis) + " is out of range for rank " +
+                    Twine(rank));
+  if (axis < 0)
+    axis += rank;
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < rank; ++d)
+    (d < axis ? outer : inner) *= type->getDimSize(d);
+  return reshapeOutput(ctx, {outer, inner});
+}
+
+LogicalResult convertSqueeze(NodeContext &ctx) {
+  FailureOr<RankedTensorType> type = dataType(ctx);
+  if (failed(type))
+    return failure();
+  int64_t rank = type->getRank();
+  FailureOr<std::optional<SmallVector<int64_t>>> axes =
+      ctx.getAxes(1, "axes", rank);
+  if (failed(axes))
+    return failure();
+  SmallVector<bool> drop(rank, false);
+  if (*axes) {
+    for (int64_t axis : **axes) {
+      if (type->getDimSize(axis) != 1)
+        return ctx.fail("cannot squeeze dimension " + Twine(axis) +
+                        " of size " + Twine(type->getDimSize(axis)));
+      drop[axis] = true;
+    }
+  } else {
+    for (int64_t d = 0; d < rank; ++d)
+      drop[d] = type->getDimSize(d) == 1;
+  }
+  SmallVector<int64_t> shape;
+  for (int64_t d = 0; d < rank; ++d)
+    if (!drop[d])
+      shape.push_back(type->getDimSize(d));
+  return reshapeOutput(ctx, shape);
+}
+
+LogicalResult convertUnsqueeze(NodeContext &ctx) {
+  FailureOr<RankedTensorType> type = dataType(ctx);
+  if (failed(type))
+    return failure();
+  const ConstTensor *axesInput = ctx.getConstantInput(1);
+  int64_t count = 0;
+  if (ctx.hasInput(1)) {
+    if (!axesInput)
+      return ctx.fail("axes input '" + ctx.getInputName(1) +
+                      "' is not a constant");
+    count = axesInput->getNumElements();
+  } else if (auto attr = ctx.getIntsAttr("axes")) {
+    count = attr->size();
+  } else {
+    return ctx.fail("expects axes");
+  }
+  int64_t rank = type->getRank() + count;
+  FailureOr<std::optional<SmallVector<int64_t>>> axes =
+      ctx.getAxes(1, "axes", rank);
+  if (failed(axes))
+    return failure();
+  SmallVector<bool> inserted(rank, false);
+  for (int64_t axis : **axes)
+    inserted[axis] = true;
+  SmallVector<int64_t> shape;
+  int64_t next = 0;
+  for (int64_t d = 0; d < rank; ++d)
+    shape.push_back(inserted[d] ? 1 : type->getDimSize(next++));
+  return reshapeOutput(ctx, shape);
+}
+
+/// Shape(data, start, end): a constant, since every shape is static.
+LogicalResult convertShape(NodeContext &ctx) {
+  FailureOr<RankedTensorType> type = dataType(ctx);
+  if (failed(type))
+    return failure();
+  int64_t rank = type->getRank();
+  auto clampIndex = [&](int64_t i) {
+    if (i < 0)
+      i += rank;
+    return std::clamp<int64_t>(i, 0, rank);
+  };
+  int64_t start = clampIndex(ctx.getIntAttr("start", 0));
+  int64_t end = clampIndex(ctx.getIntAttr("end", rank));
+  SmallVector<int64_t> dims;
+  for (int64_t d = start; d < end; ++d)
+    dims.push_back(type->getDimSize(d));
+  Type i64 = IntegerType::get(ctx.getContext(), 64);
+  ctx.setConstantOutput(
+      0, ConstTensor::fromInts(
+             RankedTensorType::get({int64_t(dims.size())}, i64), dims));
+  return success();
+}
+
+LogicalResult convertSize(NodeContext &ctx) {
+  FailureOr<RankedTensorType> type = dataType(ctx);
+  if (failed(type))
+    return failure();
+  Type i64 = IntegerType::get(ctx.getContext(), 64);
+  ctx.setConstantOutput(0, ConstTensor::fromInts(RankedTensorType::get({}, i64),
+                                                 {type->getNumElements()}));
+  return success();
+}
+
+/// ConstantOfShape(shape) with `value` (default float 0): a host constant,
+/// materialised as a splat.
+LogicalResult convertConstantOfShape(NodeContext &ctx) {
+  FailureOr<SmallVector<int64_t>> shape = getIntVector(ctx, 0, "shape");
+  if (failed(shape))
+    return failure();
+  for (int64_t d : *shape)
+    if (d < 0)
+      return ctx.fail("shape has negative dimension " + Twine(d));
+  HostValue value = HostValue::ofFloat(0.0);
+  Type elementType = Float32Type::get(ctx.getContext());
+  if (const onnx::AttributeProto *attr = ctx.getAttr("value")) {
+    std::string reason;
+    FailureOr<ConstTensor> tensor =
+        readTensorProto(ctx.getContext(), attr->t(), ctx.getModelDir(), reason);
+    if (failed(tensor))
+      return ctx.fail("value " + reason);
+    if (tensor->getNumElements() != 1)
+      return ctx.fail("value must hold one element");
+    elementType = tensor->getElementType();
+    value = tensor->getHostValues()[0];
+  }
+  ctx.setConstantOutput(
+      0, ConstTensor::splat(RankedTensorType::get(*shape, elementType), value));
+  return success();
+}
+
+/// Range(start, limit, delta) of constant scalars.
+LogicalResult convertRange(NodeContext &ctx) {
+  const ConstTensor *inputs[3];
+  for (unsigned i = 0; i < 3; ++i) {
+    inputs[i] = ctx.getConstantInput(i);
+    if (!inputs[i])
+      return ctx.fail("input '" + ctx.getInputName(i) +
+                      "' is not a constant; Range needs constant inputs");
+    if (inputs[i]->getNumElements() != 1)
+      return ctx.fail("inputs must be scalars");
+  }
+  Type elementType = inputs[0]->getElementType();
+  HostValue start = inputs[0]->getHostValues()[0];
+  HostValue limit = inputs[1]->getHostValues()[0];
+  HostValue delta = inputs[2]->getHostValues()[0];
+  if (delta.asDouble() == 0.0)
+    return ctx.fail("delta is zero");
+  SmallVector<HostValue> values;
+  if (start.isFloat) {
+    double n = std::ceil((limit.f - start.f) / delta.f);
+    for (int64_t i = 0; i < int64_t(std::max(n, 0.0)); ++i)
+      values.push_back(HostValue::ofFloat(start.f + double(i) * delta.f));
+  } else {
+    int64_t span = limit.i - start.i;
+    int64_t n = span / delta.i + (span % delta.i != 0 &&
+                                          ((span < 0) == (delta.i < 0))
+                                      ? 1
+                                      : 0);
+    for (int64_t i = 0; i < std::max<int64_t>(n, 0); ++i)
+      values.push_back(HostValue::ofInt(start.i + i * delta.i));
+  }
+  ctx.setConstantOutput(
+      0, ConstTensor::fromHostValues(
+             RankedTensorType::get({int64_t(values.size())}, elementType),
+             values));
+  return success();
+}
+
+/// Expand(input, shape): bidirectional broadcast. A constant input folds
+/// when the result is small or uniform; otherwise `tosa.tile`.
+LogicalResult convertExpand(NodeContext &ctx) {
+  FailureOr<RankedTensorType> type = dataType(ctx);
+  if (failed(type))
+    return failure();
+  FailureOr<SmallVector<int64_t>> requested = getIntVector(ctx, 1, "shape");
+  if (failed(requested))
+    return failure();
+  FailureOr<SmallVector<int64_t>> shape =
+      ctx.broadcastShapes(type->getShape(), *requested);
+  if (failed(shape))
+    return failure();
+  if (const ConstTensor *data = ctx.getConstantInput(0)) {
+    int64_t n = RankedTensorType::get(*shape, type->getElementType())
+                    .getNumElements();
+    if (NodeContext::isFoldable(n) || data->isSplat()) {
+      ctx.setConstantOutput(0, data->broadcastTo(*shape));
+      return success();
+    }
+  }
+  FailureOr<Value> data = ctx.getInput(0);
+  if (failed(data))
+    return failure();
+  ctx.setOutput(0,
+                ctx.broadcastTo(ctx.expandRank(*data, shape->size()), *shape));
+  return success();
+}
+
+/// Tile(input, repeats).
+LogicalResult convertTile(NodeContext &ctx) {
+  FailureOr<RankedTensorType> type = dataType(ctx);
+  if (failed(type))
+    return failure();
+  FailureOr<SmallVector<int64_t>> repeats = getIntVector(ctx, 1, "repeats");
+  if (failed(repeats))
+    return failure();
+  int64_t rank = type->getRank();
+  if (int64_t(repeats->size()) != rank)
+    return ctx.fail("repeats has " + Twine(repeats->size()) +
+                    " elements for rank " + Twine(rank));
+  SmallVector<int64_t> shape;
+  for (auto [d, r] : llvm::zip_equal(type->getShape(), *repeats)) {
+    if (r < 0)
+      return ctx.fail("negative repeat " + Twine(r));
+    shape.push_back(d * r);
+  }
+  if (const ConstTensor *data = ctx.getConstantInput(0)) {
+    if (NodeContext::isFoldable(
+            RankedTensorType::get(shape, type->getElementType())
+                .getNumElements())) {
+      ArrayRef<int64_t> inShape = type->getShape();
+      ctx.setConstantOutput(0, data->remapped(shape, [&](ArrayRef<int64_t> i) {
+        int64_t src = 0;
+        for (int64_t d = 0; d < rank; ++d)
+          src = src * inShape[d] + i[d] % inShape[d];
+        return src;
+      }));
+      return success();
+    }
+  }
+  FailureOr<Value> data = ctx.getInput(0);
+  if (failed(data))
+    return failure();
+  if (rank == 0) {
+    ctx.setOutput(0, *data);
+    return success();
+  }
+  ctx.setOutput(0, tosa::TileOp::create(ctx.getBuilder(), ctx.getLoc(),
+                                        type->clone(shape), *data,
+                                        ctx.constShape(*repeats)));
+  return success();
+}
+
 } // namespace
 
 void qforge::importer::detail::registerShapeOps(OpTable &table) {
   table["Constant"] = {convertConstant, 0, 0};
+  table["ConstantOfShape"] = {convertConstantOfShape, 1, 1};
+  table["Shape"] = {convertShape, 1, 1};
+  table["Size"] = {convertSize, 1, 1};
+  table["Range"] = {convertRange, 3, 3};
   table["Reshape"] = {convertReshape, 2, 2};
+  table["Flatten"] = {convertFlatten, 1, 1};
+  table["Squeeze"] = {convertSqueeze, 1, 2};
+  table["Unsqueeze"] = {convertUnsqueeze, 1, 2};
   table["Transpose"] = {convertTranspose, 1, 1};
+  table["Expand"] = {convertExpand, 2, 2};
+  table["Tile"] = {convertTile, 2, 2};
 }
