@@ -34,8 +34,9 @@ struct QuantizeRTNPass
     OpBuilder b(ctx);
     for (LinearWeight &linear : findConstantLinears(getOperation())) {
       qforge::quant::Scheme qs = toQuantScheme(scheme);
+      std::vector<float> weight = linear.load();
       qforge::quant::AffineQuantized q = qforge::quant::quantizeRTN(
-          linear.weight.data(), linear.rows, linear.cols, qs);
+          weight.data(), linear.rows, linear.cols, qs);
       b.setInsertionPoint(linear.matmul);
       Location loc = linear.matmul.getLoc();
       int64_t scaleRows = scheme.scaleRows(linear.rows);
@@ -56,7 +57,7 @@ struct QuantizeRTNPass
       std::vector<float> decoded = qforge::quant::dequantize(q);
       dq->setAttr("qf.weight_error",
                   b.getF64FloatAttr(qforge::quant::relativeError(
-                      linear.weight.data(), decoded.data(), decoded.size())));
+                      weight.data(), decoded.data(), decoded.size())));
     }
   }
 };

@@ -35,18 +35,34 @@ quant::Scheme toQuantScheme(qf::SchemeAttr s) {
 }
 
 /// Reads the f32 contents of a dense or dense_resource constant.
-static std::optional<std::vector<float>> readFloats(Attribute attr) {
-  if (auto res = dyn_cast<DenseF32ResourceElementsAttr>(attr)) {
-    if (std::optional<ArrayRef<float>> data = res.tryGetAsArrayRef())
-      return std::vector<float>(data->begin(), data->end());
-    return std::nullopt;
-  }
-  if (auto dense = dyn_cast<DenseFPElementsAttr>(attr);
-      dense && dense.getElementType().isF32()) {
-    auto values = dense.getValues<float>();
-    return std::vector<float>(values.begin(), values.end());
-  }
+/// The f32 contents of a constant weight attribute, without a copy when it
+/// is a resource blob; nullopt for other element types or a missing blob.
+static std::optional<ArrayRef<float>> viewFloats(Attribute attr) {
+  if (auto res = dyn_cast<DenseF32ResourceElementsAttr>(attr))
+    return res.tryGetAsArrayRef();
   return std::nullopt;
+}
+
+static bool isFloatWeight(Attribute attr) {
+  if (viewFloats(attr))
+    return true;
+  auto dense = dyn_cast<DenseFPElementsAttr>(attr);
+  return dense && dense.getElementType().isF32();
+}
+
+std::vector<float> LinearWeight::load() const {
+  std::vector<float> weight(size_t(rows) * size_t(cols));
+  auto transposeFrom = [&](auto &&values) {
+    auto it = values.begin();
+    for (int64_t k = 0; k < cols; ++k)
+      for (int64_t n = 0; n < rows; ++n, ++it)
+        weight[n * cols + k] = *it;
+  };
+  if (std::optional<ArrayRef<float>> data = viewFloats(constant))
+    transposeFrom(*data);
+  else
+    transposeFrom(cast<DenseFPElementsAttr>(constant).getValues<float>());
+  return weight;
 }
 
 static std::string layerName(Operation *constOp, tosa::MatMulOp matmul,
@@ -74,18 +90,14 @@ std::vector<LinearWeight> findConstantLinears(func::FuncOp func) {
         type.getNumElements() != type.getDimSize(type.getRank() - 2) *
                                      type.getDimSize(type.getRank() - 1))
       return;
-    std::optional<std::vector<float>> data = readFloats(attr);
-    if (!data)
+    if (!isFloatWeight(attr))
       return;
     LinearWeight lw;
     lw.matmul = matmul;
     lw.cols = type.getDimSize(type.getRank() - 2);
     lw.rows = type.getDimSize(type.getRank() - 1);
     lw.name = layerName(constOp, matmul, linears.size());
-    lw.weight.resize(data->size());
-    for (int64_t k = 0; k < lw.cols; ++k)
-      for (int64_t n = 0; n < lw.rows; ++n)
-        lw.weight[n * lw.cols + k] = (*data)[k * lw.rows + n];
+    lw.constant = attr;
     linears.push_back(std::move(lw));
   });
   return linears;

@@ -33,12 +33,17 @@ struct LinearWeight {
   int64_t rows = 0; // N, output channels
   int64_t cols = 0; // K, input channels
   std::string name;
-  /// The weight as an N x K row-major matrix (one row per output channel).
-  std::vector<float> weight;
+  /// The f32 constant holding the weight as ONNX stores it, K x N.
+  mlir::Attribute constant;
+
+  /// The weight as an N x K row-major matrix (one row per output channel),
+  /// read from `constant` on each call: passes load one layer at a time so
+  /// that a model's float weights are never copied all at once.
+  std::vector<float> load() const;
 };
 
 /// Finds the linear layers of `func` with constant f32 weights, in program
-/// order.
+/// order (without reading the weights).
 std::vector<LinearWeight> findConstantLinears(mlir::func::FuncOp func);
 
 /// Creates a `tosa.const` holding `data` as a dense_resource blob named after

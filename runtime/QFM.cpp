@@ -683,28 +683,41 @@ void Writer::addSection(const std::string &name, const void *data,
 }
 
 void Writer::addSection(const std::string &name, std::vector<uint8_t> bytes) {
+  if (checkSectionName(name))
+    pending.push_back({name, std::move(bytes)});
+}
+
+void Writer::addSectionView(const std::string &name, const void *data,
+                            size_t size) {
+  if (checkSectionName(name))
+    pending.push_back(
+        {name, {}, static_cast<const uint8_t *>(data), data ? size : 0});
+}
+
+/// Whether `name` may name a new section; records the first problem.
+bool Writer::checkSectionName(const std::string &name) {
   if (!firstError.empty())
-    return;
+    return false;
   if (name.empty() || name.size() >= kSectionNameSize) {
     firstError = "section name '" + name + "' must have 1 to " +
                  std::to_string(kSectionNameSize - 1) + " characters";
-    return;
+    return false;
   }
   if (name.find('\0') != std::string::npos) {
     firstError = "section name contains a NUL character";
-    return;
+    return false;
   }
   if (name == kManifestSection) {
     firstError = "section name 'manifest' is reserved for the manifest";
-    return;
+    return false;
   }
   for (const PendingSection &s : pending) {
     if (s.name == name) {
       firstError = "duplicate section '" + name + "'";
-      return;
+      return false;
     }
   }
-  pending.push_back({name, std::move(bytes)});
+  return true;
 }
 
 void Writer::setManifest(const json &manifest) {
@@ -751,7 +764,7 @@ bool Writer::prepare(Layout &layout, std::string &err) const {
   auto sizeOf = [this](const std::string &name) -> int64_t {
     for (const PendingSection &s : pending)
       if (s.name == name)
-        return static_cast<int64_t>(s.bytes.size());
+        return static_cast<int64_t>(s.size());
     return -1;
   };
   if (!checkManifestAgainstSections(parsed, sizeOf, problem)) {
@@ -772,7 +785,7 @@ bool Writer::prepare(Layout &layout, std::string &err) const {
   place(manifestName, reinterpret_cast<const uint8_t *>(manifestText.data()),
         manifestText.size());
   for (const PendingSection &s : pending)
-    place(s.name, s.bytes.data(), s.bytes.size());
+    place(s.name, s.data(), s.size());
 
   layout.tableOffset = alignUp(offset, kSectionAlignment);
   layout.table.assign(placed.size() * kSectionEntrySize, 0);

@@ -168,16 +168,18 @@ std::string dtypeName(Type t) {
   return "";
 }
 
-/// The row-major little-endian bytes of a weight constant.
+/// The bytes of a weight held in a `dense_resource` blob (row-major, little
+/// endian), which lives as long as the context; failure for other attributes.
+FailureOr<ArrayRef<char>> weightBlob(ElementsAttr attr) {
+  auto res = dyn_cast<DenseResourceElementsAttr>(attr);
+  AsmResourceBlob *blob = res ? res.getRawHandle().getBlob() : nullptr;
+  if (!blob)
+    return failure();
+  return blob->getData();
+}
+
+/// The row-major little-endian bytes of a dense (not blob) weight constant.
 bool weightBytes(ElementsAttr attr, std::vector<uint8_t> &out) {
-  if (auto res = dyn_cast<DenseResourceElementsAttr>(attr)) {
-    AsmResourceBlob *blob = res.getRawHandle().getBlob();
-    if (!blob)
-      return false;
-    ArrayRef<char> data = blob->getData();
-    out.assign(data.begin(), data.end());
-    return true;
-  }
   auto dense = dyn_cast<DenseElementsAttr>(attr);
   if (!dense)
     return false;
@@ -305,8 +307,11 @@ bool compileModel(const CompileOptions &options, std::string &error) {
     }
     if (auto w = entry.getArgAttrOfType<ElementsAttr>(arg.getArgNumber(),
                                                       "qf.weight")) {
+      // A blob goes to the file without a copy (the context outlives the
+      // writer); only small dense constants are copied out.
+      FailureOr<ArrayRef<char>> blob = weightBlob(w);
       std::vector<uint8_t> bytes;
-      if (!weightBytes(w, bytes)) {
+      if (failed(blob) && !weightBytes(w, bytes)) {
         error = "cannot read the data of weight argument " +
                 std::to_string(arg.getArgNumber());
         return false;
@@ -317,8 +322,13 @@ bool compileModel(const CompileOptions &options, std::string &error) {
           entry.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "qf.name");
       a["name"] = name ? name.str() : section;
       a["section"] = section;
-      weightSize[arg] = bytes.size();
-      writer.addSection(section, std::move(bytes));
+      if (succeeded(blob)) {
+        weightSize[arg] = blob->size();
+        writer.addSectionView(section, blob->data(), blob->size());
+      } else {
+        weightSize[arg] = bytes.size();
+        writer.addSection(section, std::move(bytes));
+      }
     } else {
       auto name =
           entry.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "qf.name");

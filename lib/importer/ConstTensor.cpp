@@ -195,15 +195,14 @@ bool ConstTensor::isSplat() const {
 }
 
 /// Writes `value` as one element of `elementType` at `out`.
-static void encodeElement(Type elementType, const HostValue &value,
-                          char *out) {
+static void encodeElement(Type elementType, const HostValue &value, char *out) {
   int64_t width = getElementByteWidth(elementType);
   uint64_t bits;
   if (auto floatType = dyn_cast<FloatType>(elementType)) {
     llvm::APFloat f(value.asDouble());
     bool losesInfo;
-    f.convert(floatType.getFloatSemantics(),
-              llvm::APFloat::rmNearestTiesToEven, &losesInfo);
+    f.convert(floatType.getFloatSemantics(), llvm::APFloat::rmNearestTiesToEven,
+              &losesInfo);
     bits = f.bitcastToAPInt().getZExtValue();
   } else if (elementType.isInteger(1)) {
     bits = value.asBool() ? 1 : 0;
@@ -318,8 +317,8 @@ ConstTensor ConstTensor::concat(ArrayRef<const ConstTensor *> parts,
   return result;
 }
 
-FailureOr<SmallVector<int64_t>>
-qforge::importer::detail::broadcastShapeList(ArrayRef<ArrayRef<int64_t>> shapes) {
+FailureOr<SmallVector<int64_t>> qforge::importer::detail::broadcastShapeList(
+    ArrayRef<ArrayRef<int64_t>> shapes) {
   size_t rank = 0;
   for (ArrayRef<int64_t> shape : shapes)
     rank = std::max(rank, shape.size());
@@ -328,9 +327,9 @@ qforge::importer::detail::broadcastShapeList(ArrayRef<ArrayRef<int64_t>> shapes)
     size_t offset = rank - shape.size();
     for (auto [i, d] : llvm::enumerate(shape)) {
       int64_t &o = out[i + offset];
-      if (d == o || d == 1)
-        continue;
-      if (o != 1)
+      if (d == o || d == 1 || (ShapedType::isDynamic(d) && o != 1))
+        continue; // a dynamic dimension against N (or ?) is assumed N
+      if (o != 1 && !ShapedType::isDynamic(o))
         return failure();
       o = d;
     }

@@ -74,6 +74,14 @@ LogicalResult NodeContext::fail(const Twine &message) {
                     "): " + message);
 }
 
+LogicalResult NodeContext::requireStatic(RankedTensorType type,
+                                         const Twine &what) {
+  if (type.hasStaticShape())
+    return success();
+  return fail(what + " of shape " + formatShape(type.getShape()) +
+              " is not supported with dynamic dimensions; pass --shape");
+}
+
 bool NodeContext::hasInput(unsigned i) const {
   return i < unsigned(node.input_size()) && !node.input(i).empty();
 }
@@ -93,8 +101,8 @@ NodeContext::getTensorInput(unsigned i) {
   if (failed(value))
     return failure();
   auto type = dyn_cast<RankedTensorType>(value->getType());
-  if (!type || !type.hasStaticShape()) {
-    (void)fail("input '" + node.input(i) + "' has no static shape");
+  if (!type) {
+    (void)fail("input '" + node.input(i) + "' has no ranked shape");
     return failure();
   }
   return cast<TypedValue<RankedTensorType>>(*value);
@@ -109,6 +117,9 @@ const ConstTensor *NodeContext::getConstantInput(unsigned i) {
 FailureOr<RankedTensorType> NodeContext::getInputType(unsigned i) {
   if (const ConstTensor *constant = getConstantInput(i))
     return constant->getType();
+  if (hasInput(i))
+    if (const ShapeValue *shape = graph.lookupShape(node.input(i)))
+      return shape->type;
   FailureOr<TypedValue<RankedTensorType>> value = getTensorInput(i);
   if (failed(value))
     return failure();
@@ -129,6 +140,27 @@ NodeContext::getConstantInputs() {
   return out;
 }
 
+std::optional<ShapeValue> NodeContext::getShapeInput(unsigned i) {
+  if (!hasInput(i))
+    return std::nullopt;
+  if (const ShapeValue *shape = graph.lookupShape(node.input(i)))
+    return *shape;
+  const ConstTensor *constant = getConstantInput(i);
+  if (!constant || constant->getType().getRank() > 1)
+    return std::nullopt;
+  FailureOr<SmallVector<int64_t>> ints = constant->getIntValues();
+  if (failed(ints) || constant->getElementType().isInteger(1))
+    return std::nullopt;
+  ShapeValue value{constant->getType(), {}};
+  for (int64_t v : *ints)
+    value.elements.push_back(SymDim::known(v));
+  return value;
+}
+
+bool NodeContext::isSymbolicInput(unsigned i) {
+  return hasInput(i) && graph.lookupShape(node.input(i));
+}
+
 bool NodeContext::isFoldable(int64_t numElements) {
   return numElements <= kMaxFoldElements;
 }
@@ -141,6 +173,19 @@ void NodeContext::setOutput(unsigned i, Value value) {
 void NodeContext::setConstantOutput(unsigned i, ConstTensor value) {
   if (i < unsigned(node.output_size()) && !node.output(i).empty())
     graph.bindConstant(node.output(i), std::move(value));
+}
+
+void NodeContext::setShapeOutput(unsigned i, ShapeValue value) {
+  if (i >= unsigned(node.output_size()) || node.output(i).empty())
+    return;
+  if (!value.isKnown()) {
+    graph.bindShape(node.output(i), std::move(value));
+    return;
+  }
+  SmallVector<int64_t> ints;
+  for (const SymDim &d : value.elements)
+    ints.push_back(d.value);
+  graph.bindConstant(node.output(i), ConstTensor::fromInts(value.type, ints));
 }
 
 LogicalResult NodeContext::aliasOutput(unsigned i, unsigned j) {
@@ -208,8 +253,7 @@ NodeContext::getAxes(unsigned inputIndex, StringRef attrName, int64_t rank) {
       return failure();
     }
     axes = *values;
-  } else if (std::optional<SmallVector<int64_t>> attr =
-                 getIntsAttr(attrName)) {
+  } else if (std::optional<SmallVector<int64_t>> attr = getIntsAttr(attrName)) {
     axes = *attr;
   } else {
     return std::optional<SmallVector<int64_t>>();
@@ -255,12 +299,63 @@ Value NodeContext::constant(const ConstTensor &value, StringRef name) {
   return graph.materialize(value, name, loc);
 }
 
+SymDim SymDim::of(Value tensor, int64_t d) {
+  int64_t size = cast<RankedTensorType>(tensor.getType()).getDimSize(d);
+  if (!ShapedType::isDynamic(size))
+    return known(size);
+  return {0, tensor, d};
+}
+
+Value NodeContext::dimValue(const SymDim &dim) {
+  if (dim.isKnown())
+    return arith::ConstantIndexOp::create(getBuilder(), loc, dim.value);
+  if (dim.dim < 0)
+    return dim.source;
+  return tensor::DimOp::create(getBuilder(), loc, dim.source, dim.dim);
+}
+
 Value NodeContext::reshape(Value value, ArrayRef<int64_t> shape) {
   auto type = cast<RankedTensorType>(value.getType());
   if (type.getShape() == shape)
     return value;
-  return tosa::ReshapeOp::create(getBuilder(), loc, type.clone(shape), value,
-                                 constShape(shape));
+  if (countDynamic(shape) <= 1) {
+    SmallVector<int64_t> dims(shape);
+    for (int64_t &d : dims)
+      if (ShapedType::isDynamic(d))
+        d = -1;
+    return tosa::ReshapeOp::create(getBuilder(), loc, type.clone(shape), value,
+                                   constShape(dims));
+  }
+  // The dynamic dimensions of `shape` are those of `value`, in order.
+  SmallVector<int64_t> sourceDynamic;
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    if (type.isDynamicDim(d))
+      sourceDynamic.push_back(d);
+  assert(sourceDynamic.size() == size_t(countDynamic(shape)) &&
+         "reshape cannot pair dynamic dimensions");
+  SmallVector<SymDim> dims;
+  unsigned next = 0;
+  for (int64_t d : shape)
+    dims.push_back(ShapedType::isDynamic(d)
+                       ? SymDim::of(value, sourceDynamic[next++])
+                       : SymDim::known(d));
+  return reshapeTo(value, dims);
+}
+
+Value NodeContext::reshapeTo(Value value, ArrayRef<SymDim> dims) {
+  auto type = cast<RankedTensorType>(value.getType());
+  OpBuilder &b = getBuilder();
+  SmallVector<int64_t> shape;
+  SmallVector<Value> sizes;
+  for (const SymDim &d : dims) {
+    shape.push_back(d.isKnown() ? d.value : ShapedType::kDynamic);
+    sizes.push_back(dimValue(d));
+  }
+  Value shapeTensor = tensor::FromElementsOp::create(
+      b, loc, RankedTensorType::get({int64_t(dims.size())}, b.getIndexType()),
+      sizes);
+  return tensor::ReshapeOp::create(b, loc, type.clone(shape), value,
+                                   shapeTensor);
 }
 
 Value NodeContext::expandRank(Value value, int64_t rank) {
@@ -355,8 +450,30 @@ Value NodeContext::reduce(Reduce kind, Value value, int64_t axis) {
 Value NodeContext::slice(Value value, ArrayRef<int64_t> start,
                          ArrayRef<int64_t> size) {
   auto type = cast<RankedTensorType>(value.getType());
-  if (type.getShape() == size)
+  if (type.getShape() == size &&
+      llvm::all_of(start, [](int64_t s) { return s == 0; }))
     return value;
+  if (!type.hasStaticShape() || countDynamic(size) > 0) {
+    // Dynamic sizes take the rest of their dimension.
+    SmallVector<OpFoldResult> offsets, sizes;
+    SmallVector<OpFoldResult> strides(type.getRank(),
+                                      getBuilder().getIndexAttr(1));
+    for (auto [d, s] : llvm::enumerate(size)) {
+      offsets.push_back(getBuilder().getIndexAttr(start[d]));
+      if (!ShapedType::isDynamic(s)) {
+        sizes.push_back(getBuilder().getIndexAttr(s));
+        continue;
+      }
+      Value rest = dimValue(value, d);
+      if (start[d] != 0)
+        rest = arith::SubIOp::create(
+            getBuilder(), loc, rest,
+            arith::ConstantIndexOp::create(getBuilder(), loc, start[d]));
+      sizes.push_back(rest);
+    }
+    return tensor::ExtractSliceOp::create(getBuilder(), loc, value, offsets,
+                                          sizes, strides);
+  }
   return tosa::SliceOp::create(getBuilder(), loc, type.clone(size), value,
                                constShape(start), constShape(size));
 }
@@ -367,8 +484,17 @@ Value NodeContext::concat(ValueRange parts, int64_t axis) {
   auto type = cast<RankedTensorType>(parts.front().getType());
   SmallVector<int64_t> shape(type.getShape());
   shape[axis] = 0;
-  for (Value part : parts)
-    shape[axis] += cast<RankedTensorType>(part.getType()).getDimSize(axis);
+  for (Value part : parts) {
+    auto partType = cast<RankedTensorType>(part.getType());
+    if (partType.isDynamicDim(axis) || ShapedType::isDynamic(shape[axis]))
+      shape[axis] = ShapedType::kDynamic;
+    else
+      shape[axis] += partType.getDimSize(axis);
+    // A dynamic dimension of one part is the static one of another.
+    for (int64_t d = 0; d < partType.getRank(); ++d)
+      if (d != axis && ShapedType::isDynamic(shape[d]))
+        shape[d] = partType.getDimSize(d);
+  }
   return tosa::ConcatOp::create(getBuilder(), loc, type.clone(shape), parts,
                                 getBuilder().getI32IntegerAttr(axis));
 }
@@ -414,7 +540,18 @@ Value NodeContext::elementwiseGeneric(
     operands.push_back(expanded);
   }
   maps.push_back(b.getMultiDimIdentityMap(rank));
-  Value init = tensor::EmptyOp::create(b, loc, shape, elementType);
+  SmallVector<Value> dynamicSizes;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (!ShapedType::isDynamic(shape[d]))
+      continue;
+    for (Value operand : operands)
+      if (cast<RankedTensorType>(operand.getType()).isDynamicDim(d)) {
+        dynamicSizes.push_back(dimValue(operand, d));
+        break;
+      }
+  }
+  Value init =
+      tensor::EmptyOp::create(b, loc, shape, elementType, dynamicSizes);
   SmallVector<utils::IteratorType> iterators(rank,
                                              utils::IteratorType::parallel);
   auto generic = linalg::GenericOp::create(
@@ -428,18 +565,10 @@ Value NodeContext::elementwiseGeneric(
 
 FailureOr<SmallVector<int64_t>>
 NodeContext::broadcastShapes(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
-  size_t rank = std::max(a.size(), b.size());
-  SmallVector<int64_t> out(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
-    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
-    if (da != db && da != 1 && db != 1) {
-      (void)fail("shapes " + formatShape(a) + " and " + formatShape(b) +
-                 " do not broadcast");
-      return failure();
-    }
-    out[i] = da == 1 ? db : da;
-  }
+  FailureOr<SmallVector<int64_t>> out = broadcastShapeList({a, b});
+  if (failed(out))
+    (void)fail("shapes " + formatShape(a) + " and " + formatShape(b) +
+               " do not broadcast");
   return out;
 }
 
@@ -466,7 +595,8 @@ FailureOr<Value> NodeContext::binary(Binary kind, Value a, Value b) {
   a = expandRank(a, rank);
   b = expandRank(b, rank);
   auto type = aType.clone(*shape);
-  auto boolType = RankedTensorType::get(*shape, IntegerType::get(getContext(), 1));
+  auto boolType =
+      RankedTensorType::get(*shape, IntegerType::get(getContext(), 1));
   Type elementType = aType.getElementType();
   bool isFloat = isa<FloatType>(elementType);
   bool isBool = elementType.isInteger(1);
@@ -631,7 +761,8 @@ FailureOr<Value> GraphConverter::lookup(StringRef name, const Twine &who) {
       it = values.find(it->second.aliasOf);
     StringRef key = it->first();
     Location loc = NameLoc::get(getNameAttr(&ctx, key), fileLoc);
-    entry->value = materialize(*entry->constant, key, loc);
+    entry->value = entry->shape ? materialize(*entry->shape, loc)
+                                : materialize(*entry->constant, key, loc);
   }
   return entry->value;
 }
@@ -648,7 +779,7 @@ LogicalResult GraphConverter::alias(StringRef name, StringRef existing,
   ValueEntry *entry = find(existing);
   if (!entry)
     return fail(who + " '" + existing + "' is not defined");
-  if (entry->value && !entry->constant) {
+  if (entry->value && !entry->constant && !entry->shape) {
     bind(name, entry->value);
     return success();
   }
@@ -662,11 +793,60 @@ LogicalResult GraphConverter::alias(StringRef name, StringRef existing,
 }
 
 void GraphConverter::bind(StringRef name, Value value) {
-  values[name] = ValueEntry{value, std::nullopt, {}};
+  values[name] = ValueEntry{value, std::nullopt, {}, std::nullopt};
 }
 
 void GraphConverter::bindConstant(StringRef name, ConstTensor value) {
-  values[name] = ValueEntry{Value(), std::move(value), {}};
+  values[name] = ValueEntry{Value(), std::move(value), {}, std::nullopt};
+}
+
+void GraphConverter::bindShape(StringRef name, ShapeValue value) {
+  values[name] = ValueEntry{Value(), std::nullopt, {}, std::move(value)};
+}
+
+const ShapeValue *GraphConverter::lookupShape(StringRef name) {
+  ValueEntry *entry = find(name);
+  if (!entry || !entry->shape)
+    return nullptr;
+  return &*entry->shape;
+}
+
+Value GraphConverter::materialize(const ShapeValue &value, Location loc) {
+  SmallVector<Value> elements;
+  Type elementType = value.type.getElementType();
+  for (const SymDim &d : value.elements) {
+    if (d.isKnown()) {
+      elements.push_back(arith::ConstantOp::create(
+          builder, loc, builder.getIntegerAttr(elementType, d.value)));
+      continue;
+    }
+    Value size =
+        d.dim < 0
+            ? d.source
+            : tensor::DimOp::create(builder, loc, d.source, d.dim).getResult();
+    elements.push_back(
+        arith::IndexCastOp::create(builder, loc, elementType, size));
+  }
+  return tensor::FromElementsOp::create(builder, loc, value.type, elements);
+}
+
+/// A resource blob holding `value`'s bytes. Bytes the tensor owns are shared
+/// with the blob, which keeps them alive, so that a weight is held once
+/// however large; a view into the ONNX model (which does not outlive the
+/// import) is copied.
+static AsmResourceBlob makeBlob(const ConstTensor &value) {
+  size_t align = getElementByteWidth(value.getElementType());
+  ArrayRef<char> bytes = value.getBytes();
+  std::shared_ptr<const std::vector<char>> storage = value.getStorage();
+  if (!storage || reinterpret_cast<uintptr_t>(bytes.data()) % align != 0)
+    return HeapAsmResourceBlob::allocateAndCopyWithAlign(
+        bytes, align, /*dataIsMutable=*/false);
+  return AsmResourceBlob(
+      bytes, align,
+      [storage = std::move(storage)](void *, size_t, size_t) mutable {
+        storage.reset();
+      },
+      /*dataIsMutable=*/false);
 }
 
 Value GraphConverter::materialize(const ConstTensor &value, StringRef name,
@@ -695,11 +875,8 @@ Value GraphConverter::materialize(const ConstTensor &value, StringRef name,
     attr = DenseElementsAttr::getFromRawBuffer(
         type, value.getBytes().take_front(width));
   } else {
-    int64_t align = getElementByteWidth(type.getElementType());
-    attr = DenseResourceElementsAttr::get(
-        type, sanitizeResourceName(name),
-        HeapAsmResourceBlob::allocateAndCopyWithAlign(value.getBytes(), align,
-                                                      /*dataIsMutable=*/false));
+    attr = DenseResourceElementsAttr::get(type, sanitizeResourceName(name),
+                                          makeBlob(value));
   }
   auto op = tosa::ConstOp::create(builder, loc, type, attr);
   op->setAttr("qf.name", getNameAttr(&ctx, name));
@@ -718,26 +895,20 @@ LogicalResult GraphConverter::declareInitializers() {
     if (failed(tensor))
       return fail("initializer '" + init.name() + "' " + reason);
     tensor->setWeight(true);
-    values[init.name()] = ValueEntry{Value(), std::move(*tensor), {}};
+    values[init.name()] =
+        ValueEntry{Value(), std::move(*tensor), {}, std::nullopt};
   }
   return success();
 }
 
-/// The static shape of a tensor type proto, reporting the first dimension
-/// that is symbolic or unknown.
-static FailureOr<SmallVector<int64_t>>
-getStaticShape(const onnx::TypeProto &type, std::string &dynamicDim) {
+/// The shape of a tensor type proto; symbolic and unknown dimensions are
+/// dynamic.
+static SmallVector<int64_t> getShape(const onnx::TypeProto &type) {
   SmallVector<int64_t> shape;
-  const onnx::TensorShapeProto &proto = type.tensor_type().shape();
-  for (auto [i, dim] : llvm::enumerate(proto.dim())) {
-    if (dim.has_dim_value() && dim.dim_value() >= 0) {
-      shape.push_back(dim.dim_value());
-      continue;
-    }
-    dynamicDim =
-        dim.has_dim_param() ? "'" + dim.dim_param() + "'" : std::to_string(i);
-    return failure();
-  }
+  for (const auto &dim : type.tensor_type().shape().dim())
+    shape.push_back(dim.has_dim_value() && dim.dim_value() >= 0
+                        ? dim.dim_value()
+                        : ShapedType::kDynamic);
   return shape;
 }
 
@@ -757,19 +928,8 @@ GraphConverter::buildSignature(SmallVectorImpl<Type> &types,
     if (!type.tensor_type().has_shape())
       return fail("input '" + input.name() + "' has no shape; pass --shape " +
                   input.name() + "=D0xD1x...");
-    std::string dynamicDim;
-    FailureOr<SmallVector<int64_t>> shape = getStaticShape(type, dynamicDim);
-    if (failed(shape)) {
-      // Suggest the fixed dimensions with 1 for every dynamic one.
-      SmallVector<int64_t> example;
-      for (const auto &dim : type.tensor_type().shape().dim())
-        example.push_back(
-            dim.has_dim_value() && dim.dim_value() > 0 ? dim.dim_value() : 1);
-      return fail("input '" + input.name() + "' has dynamic dimension " +
-                  dynamicDim + "; pass --shape " + input.name() + "=" +
-                  formatShape(example));
-    }
-    types.push_back(RankedTensorType::get(*shape, elementType));
+    // Symbolic dimensions stay dynamic unless --shape fixed them.
+    types.push_back(RankedTensorType::get(getShape(type), elementType));
     names.push_back(input.name());
   }
   return success();
@@ -787,18 +947,21 @@ LogicalResult GraphConverter::checkInferredShapes(const onnx::NodeProto &node,
     const onnx::TypeProto &proto = *inferred->second;
     if (!proto.has_tensor_type() || !proto.tensor_type().has_shape())
       continue;
-    std::string ignored;
-    FailureOr<SmallVector<int64_t>> expected = getStaticShape(proto, ignored);
-    if (failed(expected))
-      continue;
+    SmallVector<int64_t> expected = getShape(proto);
     ArrayRef<int64_t> shape =
-        bound->constant
-            ? bound->constant->getShape()
+        bound->constant ? bound->constant->getShape()
+        : bound->shape
+            ? bound->shape->type.getShape()
             : cast<RankedTensorType>(bound->value.getType()).getShape();
-    if (shape != ArrayRef<int64_t>(*expected))
+    // Only dimensions static on both sides are compared.
+    bool matches = shape.size() == expected.size();
+    for (size_t d = 0; matches && d < shape.size(); ++d)
+      matches = ShapedType::isDynamic(shape[d]) ||
+                ShapedType::isDynamic(expected[d]) || shape[d] == expected[d];
+    if (!matches)
       return fail(who + ": output '" + output + "' has shape " +
                   formatShape(shape) + " but the model declares " +
-                  formatShape(*expected));
+                  formatShape(expected));
   }
   return success();
 }
@@ -843,7 +1006,12 @@ LogicalResult GraphConverter::convertNode(const onnx::NodeProto &node,
   Operation *last = block->empty() ? nullptr : &block->back();
 
   NodeContext context(*this, node, name, loc, opset);
-  if (failed(entry.convert(context)))
+  bool handled = false;
+  for (unsigned i = 0; !handled && i < numInputs; ++i)
+    handled = context.isSymbolicInput(i);
+  if (handled && failed(convertShapeValueOp(context, handled)))
+    return failure();
+  if (!handled && failed(entry.convert(context)))
     return failure();
 
   for (const std::string &output : node.output())

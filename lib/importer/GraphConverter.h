@@ -54,12 +54,21 @@ int64_t getElementByteWidth(mlir::Type elementType);
 /// "1x4x3", "scalar" for rank 0.
 std::string formatShape(llvm::ArrayRef<int64_t> shape);
 
-/// Product of the dimensions of a static shape (1 for rank 0).
+/// Product of the dimensions of a shape (1 for rank 0); dynamic
+/// (`ShapedType::kDynamic`) when any dimension is dynamic.
 inline int64_t product(llvm::ArrayRef<int64_t> dims) {
   int64_t n = 1;
-  for (int64_t d : dims)
+  for (int64_t d : dims) {
+    if (mlir::ShapedType::isDynamic(d))
+      return mlir::ShapedType::kDynamic;
     n *= d;
+  }
   return n;
+}
+
+/// Number of dynamic dimensions of `shape`.
+inline int64_t countDynamic(llvm::ArrayRef<int64_t> shape) {
+  return llvm::count_if(shape, mlir::ShapedType::isDynamic);
 }
 
 /// One element of a host tensor, widened: `isFloat` selects `f` (float
@@ -94,6 +103,11 @@ public:
   mlir::Type getElementType() const { return type.getElementType(); }
   int64_t getNumElements() const { return type.getNumElements(); }
   llvm::ArrayRef<char> getBytes() const { return bytes; }
+  /// The owned storage that `getBytes()` points into; null when the bytes
+  /// are a view of the ONNX model.
+  const std::shared_ptr<const std::vector<char>> &getStorage() const {
+    return storage;
+  }
 
   /// Whether the contents are (derived from) a model initializer: a weight
   /// is always emitted as a `dense_resource` blob, however small.
@@ -150,8 +164,9 @@ foldElementwise(llvm::ArrayRef<const ConstTensor *> inputs,
                 mlir::Type resultElementType,
                 llvm::function_ref<HostValue(llvm::ArrayRef<HostValue>)> fn);
 
-/// Numpy broadcast of shapes, or failure when two dimensions differ and
-/// neither is 1.
+/// Numpy broadcast of shapes, or failure when two static dimensions differ
+/// and neither is 1. A dynamic dimension broadcast with 1 stays dynamic,
+/// with a static N becomes N, and two dynamic dimensions are assumed equal.
 mlir::FailureOr<llvm::SmallVector<int64_t>>
 broadcastShapeList(llvm::ArrayRef<llvm::ArrayRef<int64_t>> shapes);
 
@@ -164,6 +179,42 @@ mlir::FailureOr<ConstTensor> readTensorProto(mlir::MLIRContext *ctx,
 
 /// A valid MLIR resource key made from an ONNX tensor name.
 std::string sanitizeResourceName(llvm::StringRef name);
+
+//===----------------------------------------------------------------------===//
+// Shape values
+//===----------------------------------------------------------------------===//
+
+/// One element of a shape value: a known integer, or dimension `dim` of the
+/// tensor `source` (materialised by `tensor.dim`), or an `index` value
+/// `source` computed at run time (`dim` is -1); never negative.
+struct SymDim {
+  int64_t value = 0;
+  mlir::Value source;
+  int64_t dim = 0;
+
+  static SymDim known(int64_t v) { return {v, mlir::Value(), 0}; }
+  /// Dimension `d` of `tensor`: known when static.
+  static SymDim of(mlir::Value tensor, int64_t d);
+  /// The `index` value `v`.
+  static SymDim ofIndex(mlir::Value v) { return {0, v, -1}; }
+  bool isKnown() const { return !source; }
+  bool operator==(const SymDim &o) const {
+    return source == o.source && (source ? dim == o.dim : value == o.value);
+  }
+};
+
+/// A 0-D or 1-D integer tensor computed from shapes (Shape and what Gather,
+/// Unsqueeze, Concat, Slice, Cast... make of it), kept on the host element
+/// by element so that its dynamic elements stay `tensor.dim`s of the
+/// tensors they measure. Fully known ones are ConstTensors instead.
+struct ShapeValue {
+  mlir::RankedTensorType type;
+  llvm::SmallVector<SymDim> elements;
+
+  bool isKnown() const {
+    return llvm::all_of(elements, [](const SymDim &d) { return d.isKnown(); });
+  }
+};
 
 //===----------------------------------------------------------------------===//
 // Conversion
@@ -194,6 +245,12 @@ void registerShapeOps(OpTable &table);
 void registerIndexingOps(OpTable &table);
 void registerReductionOps(OpTable &table);
 
+/// Converts a shape-arithmetic node (Gather, Unsqueeze, Squeeze, Reshape,
+/// Concat, Slice, Cast, Identity, Add, Sub, Mul) whose inputs are shape
+/// values or constants into a shape value. Sets `handled` to false (and
+/// succeeds) when the node is not one it folds.
+mlir::LogicalResult convertShapeValueOp(NodeContext &ctx, bool &handled);
+
 /// The table of all supported operators of the default domain.
 const OpTable &getOpTable();
 
@@ -214,6 +271,10 @@ public:
 
   /// Records "node 'n' (Op): <message>" as the import error; returns failure.
   mlir::LogicalResult fail(const llvm::Twine &message);
+  /// Fails (naming `what`) when `type` has dynamic dimensions, for what the
+  /// importer converts only with static shapes.
+  mlir::LogicalResult requireStatic(mlir::RankedTensorType type,
+                                    const llvm::Twine &what);
 
   //===--------------------------------------------------------------------===//
   // Inputs and outputs
@@ -224,18 +285,24 @@ public:
   bool hasInput(unsigned i) const;
   /// The SSA value of input `i` (materialising a constant if needed).
   mlir::FailureOr<mlir::Value> getInput(unsigned i);
-  /// Like getInput, and fails unless the type is a statically shaped tensor.
+  /// Like getInput, and fails unless the type is a ranked tensor (dynamic
+  /// dimensions allowed).
   mlir::FailureOr<mlir::TypedValue<mlir::RankedTensorType>>
   getTensorInput(unsigned i);
   /// The contents of input `i` when known at import time, else null.
   const ConstTensor *getConstantInput(unsigned i);
   /// The ONNX name of input `i`.
   llvm::StringRef getInputName(unsigned i) const { return node.input(i); }
-  /// The type of input `i` (constant or SSA value) without materialising a
-  /// constant; fails unless it is a statically shaped tensor.
+  /// The type of input `i` (constant, shape value or SSA value) without
+  /// materialising it; fails unless it is a ranked tensor.
   mlir::FailureOr<mlir::RankedTensorType> getInputType(unsigned i);
   /// The contents of every given input when all are known at import time.
   std::optional<llvm::SmallVector<const ConstTensor *>> getConstantInputs();
+  /// Input `i` as a shape value: a symbolic one, or a 0-D/1-D integer
+  /// constant; nullopt otherwise.
+  std::optional<ShapeValue> getShapeInput(unsigned i);
+  /// Whether input `i` is a shape value with a dynamic element.
+  bool isSymbolicInput(unsigned i);
   /// Whether a computed (not merely rearranged) host result of
   /// `numElements` is folded at import rather than emitted as IR.
   static bool isFoldable(int64_t numElements);
@@ -245,6 +312,8 @@ public:
   void setOutput(unsigned i, mlir::Value value);
   /// Binds output `i` to a host constant (materialised only when used).
   void setConstantOutput(unsigned i, ConstTensor value);
+  /// Binds output `i` to a shape value (a constant when fully known).
+  void setShapeOutput(unsigned i, ShapeValue value);
   /// Makes output `i` another name of input `j` (a constant stays one
   /// constant, under its original name).
   mlir::LogicalResult aliasOutput(unsigned i, unsigned j);
@@ -283,8 +352,20 @@ public:
                     llvm::ArrayRef<int64_t> shape);
   /// Materialises a host constant at this point (not cached).
   mlir::Value constant(const ConstTensor &value, llvm::StringRef name);
-  /// `tosa.reshape` to `shape`; returns `value` when the shape is the same.
+  /// An `index` value of `dim` (`arith.constant` or `tensor.dim`).
+  mlir::Value dimValue(const SymDim &dim);
+  /// Dimension `d` of `value` as an `index` value.
+  mlir::Value dimValue(mlir::Value value, int64_t d) {
+    return dimValue(SymDim::of(value, d));
+  }
+  /// Reshape to `shape`; returns `value` when the shape is the same. With at
+  /// most one dynamic dimension it is a `tosa.reshape` (-1 for the dynamic
+  /// one); with more, the dynamic dimensions of `shape` must be those of
+  /// `value` in order (units inserted or removed) and it is a
+  /// `tensor.reshape`.
   mlir::Value reshape(mlir::Value value, llvm::ArrayRef<int64_t> shape);
+  /// `tensor.reshape` of `value` to the dimensions `dims`.
+  mlir::Value reshapeTo(mlir::Value value, llvm::ArrayRef<SymDim> dims);
   /// Reshapes to `rank` by prepending unit dimensions (numpy broadcasting).
   mlir::Value expandRank(mlir::Value value, int64_t rank);
   /// Repeats unit dimensions (`tosa.tile`) so `value` has `shape`; ranks must
@@ -310,7 +391,8 @@ public:
   /// `tosa.reduce_*` along `axis`, which keeps size 1.
   enum class Reduce { Sum, Max, Min, Prod, All, Any };
   mlir::Value reduce(Reduce kind, mlir::Value value, int64_t axis);
-  /// `tosa.slice` of `size` elements from `start`.
+  /// `tosa.slice` of `size` elements from `start`; a dynamic size takes the
+  /// rest of a dimension (`tensor.extract_slice`).
   mlir::Value slice(mlir::Value value, llvm::ArrayRef<int64_t> start,
                     llvm::ArrayRef<int64_t> size);
   /// `tosa.concat` along `axis` (one part is returned as is).
@@ -390,6 +472,9 @@ public:
   const ConstTensor *lookupConstant(llvm::StringRef name);
   void bind(llvm::StringRef name, mlir::Value value);
   void bindConstant(llvm::StringRef name, ConstTensor value);
+  void bindShape(llvm::StringRef name, ShapeValue value);
+  /// The shape value of `name` when it has dynamic elements, else null.
+  const ShapeValue *lookupShape(llvm::StringRef name);
   /// Makes `name` refer to the same tensor as `existing`.
   mlir::LogicalResult alias(llvm::StringRef name, llvm::StringRef existing,
                             const llvm::Twine &who);
@@ -399,6 +484,8 @@ public:
   /// other tensors of more than 16 elements, else an inline `dense`.
   mlir::Value materialize(const ConstTensor &value, llvm::StringRef name,
                           mlir::Location loc);
+  /// Emits a shape value as `tensor.from_elements`.
+  mlir::Value materialize(const ShapeValue &value, mlir::Location loc);
 
 private:
   mlir::LogicalResult declareInitializers();
@@ -414,6 +501,8 @@ private:
     /// Set for another name of a constant (Identity); the entry of that
     /// name holds the value.
     std::string aliasOf;
+    /// A shape value with dynamic elements (materialised when used).
+    std::optional<ShapeValue> shape;
   };
   ValueEntry *find(llvm::StringRef name);
 

@@ -39,9 +39,8 @@ static constexpr int64_t kMinOpset = 1;
 static constexpr int64_t kMaxOpset = 18;
 
 void qforge::importer::registerImporterDialects(DialectRegistry &registry) {
-  registry.insert<arith::ArithDialect, func::FuncDialect,
-                  linalg::LinalgDialect, tensor::TensorDialect,
-                  tosa::TosaDialect>();
+  registry.insert<arith::ArithDialect, func::FuncDialect, linalg::LinalgDialect,
+                  tensor::TensorDialect, tosa::TosaDialect>();
 }
 
 std::vector<std::string> qforge::importer::getSupportedOperators() {
@@ -193,9 +192,8 @@ OwningOpRef<ModuleOp> importImpl(MLIRContext &ctx, StringRef path,
     return fail(describeInferenceError(e.what()));
   }
 
-  ctx.loadDialect<arith::ArithDialect, func::FuncDialect,
-                  linalg::LinalgDialect, tensor::TensorDialect,
-                  tosa::TosaDialect>();
+  ctx.loadDialect<arith::ArithDialect, func::FuncDialect, linalg::LinalgDialect,
+                  tensor::TensorDialect, tosa::TosaDialect>();
   GraphConverter converter(ctx, model, path, opset, error);
   return converter.convert();
 }

@@ -286,15 +286,15 @@ LogicalResult convertVariadic(NodeContext &ctx) {
     if (NodeContext::isFoldable(
             RankedTensorType::get(*shape, elementType).getNumElements())) {
       ctx.setConstantOutput(
-          0, foldElementwise(*constants, elementType,
-                             [&](ArrayRef<HostValue> v) {
-                               HostValue acc = v[0];
-                               for (const HostValue &x : v.drop_front())
-                                 acc = hostBinary(Kind, acc, x);
-                               if (IsMean)
-                                 acc = HostValue::ofFloat(acc.f / v.size());
-                               return acc;
-                             }));
+          0,
+          foldElementwise(*constants, elementType, [&](ArrayRef<HostValue> v) {
+            HostValue acc = v[0];
+            for (const HostValue &x : v.drop_front())
+              acc = hostBinary(Kind, acc, x);
+            if (IsMean)
+              acc = HostValue::ofFloat(acc.f / v.size());
+            return acc;
+          }));
       return success();
     }
   }
@@ -331,11 +331,10 @@ LogicalResult convertVariadic(NodeContext &ctx) {
 /// Converts a one-input operator: folds with `host` when the input is a
 /// constant, else emits `emit(x)`. `resultElementType` defaults to the
 /// input's.
-LogicalResult
-convertUnary(NodeContext &ctx, Domain domain,
-             function_ref<HostValue(HostValue)> host,
-             function_ref<FailureOr<Value>(Value)> emit,
-             Type resultElementType = nullptr) {
+LogicalResult convertUnary(NodeContext &ctx, Domain domain,
+                           function_ref<HostValue(HostValue)> host,
+                           function_ref<FailureOr<Value>(Value)> emit,
+                           Type resultElementType = nullptr) {
   FailureOr<RankedTensorType> type = ctx.getInputType(0);
   if (failed(type))
     return failure();
@@ -390,13 +389,9 @@ struct FloatMath {
   Value max(Value a, Value b) { return *ctx.binary(Binary::Max, a, b); }
   Value min(Value a, Value b) { return *ctx.binary(Binary::Min, a, b); }
   Value less(Value a, Value b) { return *ctx.binary(Binary::Less, a, b); }
-  Value greater(Value a, Value b) {
-    return *ctx.binary(Binary::Greater, a, b);
-  }
+  Value greater(Value a, Value b) { return *ctx.binary(Binary::Greater, a, b); }
   Value eq(Value a, Value b) { return *ctx.binary(Binary::Equal, a, b); }
-  Value select(Value cond, Value a, Value b) {
-    return *ctx.select(cond, a, b);
-  }
+  Value select(Value cond, Value a, Value b) { return *ctx.select(cond, a, b); }
   Value exp(Value x) { return ctx.unary<tosa::ExpOp>(x); }
   Value log(Value x) { return ctx.unary<tosa::LogOp>(x); }
   Value abs(Value x) { return ctx.unary<tosa::AbsOp>(x); }
@@ -490,9 +485,7 @@ LogicalResult convertAbs(NodeContext &ctx) {
         return v.isFloat ? HostValue::ofFloat(std::fabs(v.f))
                          : HostValue::ofInt(v.i < 0 ? -v.i : v.i);
       },
-      [&](Value x) -> FailureOr<Value> {
-        return ctx.unary<tosa::AbsOp>(x);
-      });
+      [&](Value x) -> FailureOr<Value> { return ctx.unary<tosa::AbsOp>(x); });
 }
 
 LogicalResult convertSign(NodeContext &ctx) {
@@ -548,7 +541,13 @@ LogicalResult convertIsInf(NodeContext &ctx) {
       [&](Value x) -> FailureOr<Value> {
         FloatMath m{ctx};
         auto type = cast<RankedTensorType>(x.getType());
-        Value result = ctx.splat(i1, 0.0, type.getShape());
+        if (!type.hasStaticShape() && !positive && !negative)
+          return ctx.binary(Binary::Equal, x,
+                            m.c(x, std::numeric_limits<double>::quiet_NaN()));
+        Value result = ctx.splat(i1, 0.0,
+                                 type.hasStaticShape()
+                                     ? type.getShape()
+                                     : SmallVector<int64_t>(type.getRank(), 1));
         if (positive)
           result = *ctx.binary(Binary::Or, result, m.eq(x, m.c(x, inf)));
         if (negative)
@@ -583,8 +582,7 @@ LogicalResult convertRelu(NodeContext &ctx) {
           max = b.getIntegerAttr(
               intType, llvm::APInt::getSignedMaxValue(intType.getWidth()));
         }
-        return Value(
-            tosa::ClampOp::create(b, ctx.getLoc(), type, x, min, max));
+        return Value(tosa::ClampOp::create(b, ctx.getLoc(), type, x, min, max));
       });
 }
 
@@ -658,18 +656,15 @@ LogicalResult convertHardSigmoid(NodeContext &ctx) {
   double alpha = ctx.getFloatAttr("alpha", 0.2f);
   double beta = ctx.getFloatAttr("beta", 0.5f);
   return convertActivation(
-      ctx,
-      [&](double x) { return std::clamp(alpha * x + beta, 0.0, 1.0); },
+      ctx, [&](double x) { return std::clamp(alpha * x + beta, 0.0, 1.0); },
       [&](FloatMath &m, Value x) {
-        return m.clamp(m.add(m.mul(x, m.c(x, alpha)), m.c(x, beta)), 0.0,
-                       1.0);
+        return m.clamp(m.add(m.mul(x, m.c(x, alpha)), m.c(x, beta)), 0.0, 1.0);
       });
 }
 
 LogicalResult convertHardSwish(NodeContext &ctx) {
   return convertActivation(
-      ctx,
-      [](double x) { return x * std::clamp(x / 6.0 + 0.5, 0.0, 1.0); },
+      ctx, [](double x) { return x * std::clamp(x / 6.0 + 0.5, 0.0, 1.0); },
       [&](FloatMath &m, Value x) {
         Value hs =
             m.clamp(m.add(m.mul(x, m.c(x, 1.0 / 6.0)), m.c(x, 0.5)), 0.0, 1.0);
@@ -746,11 +741,11 @@ LogicalResult convertWhere(NodeContext &ctx) {
     if (NodeContext::isFoldable(
             RankedTensorType::get(*shape, xType->getElementType())
                 .getNumElements())) {
-      ctx.setConstantOutput(
-          0, foldElementwise(*constants, xType->getElementType(),
-                             [](ArrayRef<HostValue> v) {
-                               return v[0].i ? v[1] : v[2];
-                             }));
+      ctx.setConstantOutput(0,
+                            foldElementwise(*constants, xType->getElementType(),
+                                            [](ArrayRef<HostValue> v) {
+                                              return v[0].i ? v[1] : v[2];
+                                            }));
       return success();
     }
   }
@@ -779,10 +774,9 @@ LogicalResult castInputTo(NodeContext &ctx, Type target) {
 
   const ConstTensor *x = ctx.getConstantInput(0);
   if (x && NodeContext::isFoldable(x->getNumElements())) {
-    ctx.setConstantOutput(0, foldElementwise({x}, target,
-                                             [](ArrayRef<HostValue> v) {
-                                               return v[0];
-                                             }));
+    ctx.setConstantOutput(
+        0, foldElementwise({x}, target,
+                           [](ArrayRef<HostValue> v) { return v[0]; }));
     return success();
   }
   FailureOr<TypedValue<RankedTensorType>> value = ctx.getTensorInput(0);
@@ -795,7 +789,8 @@ LogicalResult castInputTo(NodeContext &ctx, Type target) {
     result = ctx.unary<tosa::LogicalNotOp>(m.eq(v, m.c(v, 0.0)));
   } else if (source.isInteger(1)) {
     auto resultType = type->clone(target);
-    Value one = ctx.splat(target, 1.0, SmallVector<int64_t>(type->getRank(), 1));
+    Value one =
+        ctx.splat(target, 1.0, SmallVector<int64_t>(type->getRank(), 1));
     Value zero =
         ctx.splat(target, 0.0, SmallVector<int64_t>(type->getRank(), 1));
     (void)resultType;
@@ -907,13 +902,13 @@ LogicalResult convertClip(NodeContext &ctx) {
                             bounds[1] ? bounds[1]->asInt() : maxValue);
     }
     // ONNX clips to max after min, so max wins when min > max.
-    if (isFloat ? cast<FloatAttr>(lo).getValueAsDouble() >
-                      cast<FloatAttr>(hi).getValueAsDouble()
-                : cast<IntegerAttr>(lo).getInt() >
-                      cast<IntegerAttr>(hi).getInt())
+    if (isFloat
+            ? cast<FloatAttr>(lo).getValueAsDouble() >
+                  cast<FloatAttr>(hi).getValueAsDouble()
+            : cast<IntegerAttr>(lo).getInt() > cast<IntegerAttr>(hi).getInt())
       lo = hi;
-    ctx.setOutput(0, tosa::ClampOp::create(b, ctx.getLoc(), *type, result,
-                                           lo, hi));
+    ctx.setOutput(
+        0, tosa::ClampOp::create(b, ctx.getLoc(), *type, result, lo, hi));
     return success();
   }
   for (unsigned i = 0; i < 2; ++i) {
@@ -921,9 +916,9 @@ LogicalResult convertClip(NodeContext &ctx) {
       continue;
     FailureOr<Value> bound =
         dynamic[i] ? FailureOr<Value>(ctx.getTensorInput(i + 1))
-                   : FailureOr<Value>(ctx.splat(
-                         elementType, bounds[i]->asDouble(),
-                         SmallVector<int64_t>(type->getRank(), 1)));
+                   : FailureOr<Value>(
+                         ctx.splat(elementType, bounds[i]->asDouble(),
+                                   SmallVector<int64_t>(type->getRank(), 1)));
     if (failed(bound))
       return failure();
     FailureOr<Value> clipped =
@@ -969,8 +964,8 @@ void qforge::importer::detail::registerElementwiseOps(OpTable &table) {
   table["Neg"] = {convertNeg, 1, 1};
   table["Sign"] = {convertSign, 1, 1};
   table["Sqrt"] = {convertSqrt, 1, 1};
-  table["Reciprocal"] = {
-      convertFloatUnary<tosa::ReciprocalOp, hostReciprocal>, 1, 1};
+  table["Reciprocal"] = {convertFloatUnary<tosa::ReciprocalOp, hostReciprocal>,
+                         1, 1};
   table["Exp"] = {convertFloatUnary<tosa::ExpOp, hostExp>, 1, 1};
   table["Log"] = {convertFloatUnary<tosa::LogOp, hostLog>, 1, 1};
   table["Tanh"] = {convertFloatUnary<tosa::TanhOp, hostTanh>, 1, 1};

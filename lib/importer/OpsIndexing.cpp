@@ -15,7 +15,10 @@
 
 #include "GraphConverter.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Tosa/IR/TosaOps.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 
 #include <numeric>
 
@@ -28,9 +31,9 @@ namespace {
 /// use for zero-sized values).
 void setEmptyOutput(NodeContext &ctx, unsigned i, ArrayRef<int64_t> shape,
                     Type elementType) {
-  ctx.setConstantOutput(
-      i, ConstTensor(RankedTensorType::get(shape, elementType),
-                     std::vector<char>()));
+  ctx.setConstantOutput(i,
+                        ConstTensor(RankedTensorType::get(shape, elementType),
+                                    std::vector<char>()));
 }
 
 /// `tosa.gather` of `indices` (a 1-D or N-D i32 tensor, values in [0, K))
@@ -43,14 +46,13 @@ Value gatherAlong(NodeContext &ctx, Value value, int64_t axis, Value indices) {
   int64_t n = product(shape.take_front(axis));
   int64_t k = shape[axis];
   int64_t c = product(shape.drop_front(axis + 1));
-  int64_t w = indexType.getNumElements();
+  int64_t w = product(indexType.getShape());
   Value values = ctx.reshape(value, {n, k, c});
   Value index2 = ctx.reshape(indices, {1, w});
   if (n != 1)
     index2 = ctx.broadcastTo(index2, {n, w});
-  Value gathered = tosa::GatherOp::create(ctx.getBuilder(), ctx.getLoc(),
-                                          type.clone({n, w, c}), values,
-                                          index2);
+  Value gathered = tosa::GatherOp::create(
+      ctx.getBuilder(), ctx.getLoc(), type.clone({n, w, c}), values, index2);
   SmallVector<int64_t> outShape(shape.take_front(axis));
   llvm::append_range(outShape, indexType.getShape());
   llvm::append_range(outShape, shape.drop_front(axis + 1));
@@ -78,8 +80,7 @@ LogicalResult convertGather(NodeContext &ctx) {
   int64_t rank = dataType->getRank();
   if (rank == 0)
     return ctx.fail("data must have rank 1 or more");
-  FailureOr<int64_t> axis =
-      ctx.normalizeAxis(ctx.getIntAttr("axis", 0), rank);
+  FailureOr<int64_t> axis = ctx.normalizeAxis(ctx.getIntAttr("axis", 0), rank);
   if (failed(axis))
     return failure();
   if (!isa<IntegerType>(indexType->getElementType()) ||
@@ -87,6 +88,9 @@ LogicalResult convertGather(NodeContext &ctx) {
     return ctx.fail("indices must be integers");
   ArrayRef<int64_t> shape = dataType->getShape();
   int64_t k = shape[*axis];
+  if (ShapedType::isDynamic(k))
+    return ctx.fail("gathering along a dynamic dimension is not supported; "
+                    "pass --shape");
   SmallVector<int64_t> outShape(shape.take_front(*axis));
   llvm::append_range(outShape, indexType->getShape());
   llvm::append_range(outShape, shape.drop_front(*axis + 1));
@@ -184,11 +188,13 @@ LogicalResult convertGatherElements(NodeContext &ctx) {
   int64_t rank = dataType->getRank();
   if (rank == 0 || indexType->getRank() != rank)
     return ctx.fail("data and indices must have one rank of 1 or more");
+  if (failed(ctx.requireStatic(*dataType, "data")) ||
+      failed(ctx.requireStatic(*indexType, "indices")))
+    return failure();
   if (!isa<IntegerType>(indexType->getElementType()) ||
       indexType->getElementType().isInteger(1))
     return ctx.fail("indices must be integers");
-  FailureOr<int64_t> axis =
-      ctx.normalizeAxis(ctx.getIntAttr("axis", 0), rank);
+  FailureOr<int64_t> axis = ctx.normalizeAxis(ctx.getIntAttr("axis", 0), rank);
   if (failed(axis))
     return failure();
   ArrayRef<int64_t> dataShape = dataType->getShape();
@@ -266,8 +272,8 @@ LogicalResult convertGatherElements(NodeContext &ctx) {
     FailureOr<Value> fixed = ctx.select(*negative, *wrapped, idx);
     if (failed(fixed))
       return failure();
-    FailureOr<Value> scaled = ctx.binary(
-        Binary::Mul, *fixed, ctx.scalarLike(*fixed, strides[*axis]));
+    FailureOr<Value> scaled =
+        ctx.binary(Binary::Mul, *fixed, ctx.scalarLike(*fixed, strides[*axis]));
     if (failed(scaled))
       return failure();
     FailureOr<Value> sum =
@@ -297,8 +303,7 @@ struct AxisSlice {
 };
 
 /// Clamps ONNX slice bounds to a dimension of size `dim`.
-AxisSlice resolveSlice(int64_t start, int64_t end, int64_t step,
-                       int64_t dim) {
+AxisSlice resolveSlice(int64_t start, int64_t end, int64_t step, int64_t dim) {
   if (start < 0)
     start += dim;
   if (end < 0)
@@ -346,10 +351,58 @@ Value emitSlice(NodeContext &ctx, Value value, ArrayRef<AxisSlice> slices) {
     SmallVector<int64_t> indices;
     for (int64_t i = 0; i < s.count; ++i)
       indices.push_back(s.start + i * s.step - start[d]);
-    result = gatherAlong(ctx, result, d,
-                         indexConstant(ctx, indices, {s.count}));
+    result =
+        gatherAlong(ctx, result, d, indexConstant(ctx, indices, {s.count}));
   }
   return result;
+}
+
+/// Slice with bounds or sliced dimensions known only at run time:
+/// `tensor.extract_slice` with the ONNX clamping done in `index` arithmetic
+/// (folded where known). `starts`/`ends` are per sliced axis; steps are 1.
+LogicalResult emitDynamicSlice(NodeContext &ctx, ArrayRef<int64_t> axes,
+                               ArrayRef<SymDim> starts, ArrayRef<SymDim> ends) {
+  FailureOr<Value> data = ctx.getInput(0);
+  if (failed(data))
+    return failure();
+  OpBuilder &b = ctx.getBuilder();
+  Location loc = ctx.getLoc();
+  int64_t rank = cast<RankedTensorType>(data->getType()).getRank();
+  SmallVector<OpFoldResult> offsets(rank, b.getIndexAttr(0)), sizes,
+      strides(rank, b.getIndexAttr(1));
+  for (int64_t d = 0; d < rank; ++d) {
+    SymDim dim = SymDim::of(*data, d);
+    sizes.push_back(dim.isKnown() ? OpFoldResult(b.getIndexAttr(dim.value))
+                                  : OpFoldResult(ctx.dimValue(dim)));
+  }
+  auto fold = [&](Value v) -> OpFoldResult {
+    if (std::optional<int64_t> c = getConstantIntValue(v))
+      return b.getIndexAttr(*c);
+    return v;
+  };
+  for (auto [axis, start, end] : llvm::zip_equal(axes, starts, ends)) {
+    Value dim = ctx.dimValue(*data, axis);
+    Value zero = ctx.dimValue(SymDim::known(0));
+    // A known negative bound counts from the end; then clamp to [0, dim].
+    auto bound = [&](const SymDim &s) -> Value {
+      if (s.isKnown() && s.value == 0)
+        return zero;
+      Value v = ctx.dimValue(s);
+      if (s.isKnown() && s.value < 0)
+        v = b.createOrFold<arith::AddIOp>(loc, dim, v);
+      v = b.createOrFold<arith::MaxSIOp>(loc, v, zero);
+      return b.createOrFold<arith::MinSIOp>(loc, v, dim);
+    };
+    Value first = bound(start);
+    Value last = bound(end);
+    Value size = b.createOrFold<arith::MaxSIOp>(
+        loc, b.createOrFold<arith::SubIOp>(loc, last, first), zero);
+    offsets[axis] = fold(first);
+    sizes[axis] = fold(size);
+  }
+  ctx.setOutput(0, tensor::ExtractSliceOp::create(b, loc, *data, offsets, sizes,
+                                                  strides));
+  return success();
 }
 
 /// Slice(data, starts, ends, axes, steps); before opset 10 starts, ends and
@@ -381,6 +434,37 @@ LogicalResult convertSlice(NodeContext &ctx) {
     if (auto a = ctx.getIntsAttr("axes"))
       axes = *a;
   } else {
+    std::optional<ShapeValue> startValue = ctx.getShapeInput(1);
+    std::optional<ShapeValue> endValue = ctx.getShapeInput(2);
+    bool symbolic = startValue && endValue &&
+                    (!startValue->isKnown() || !endValue->isKnown());
+    if (symbolic || !type->hasStaticShape()) {
+      if (!startValue || !endValue)
+        return ctx.fail("starts and ends must be constants or shapes when "
+                        "slicing dynamically");
+      if (ctx.hasInput(3) && failed(readInput(3, "axes", axes)))
+        return failure();
+      if (ctx.hasInput(4) && failed(readInput(4, "steps", steps)))
+        return failure();
+      size_t n = startValue->elements.size();
+      if (axes.empty())
+        for (size_t i = 0; i < n; ++i)
+          axes.push_back(i);
+      if (endValue->elements.size() != n || axes.size() != n ||
+          (!steps.empty() && steps.size() != n))
+        return ctx.fail("starts, ends, axes and steps differ in length");
+      if (llvm::any_of(steps, [](int64_t s) { return s != 1; }))
+        return ctx.fail("dynamic slices with steps other than 1 are not "
+                        "supported; pass --shape");
+      for (int64_t &axis : axes) {
+        FailureOr<int64_t> normalized = ctx.normalizeAxis(axis, rank);
+        if (failed(normalized))
+          return failure();
+        axis = *normalized;
+      }
+      return emitDynamicSlice(ctx, axes, startValue->elements,
+                              endValue->elements);
+    }
     if (failed(readInput(1, "starts", starts)) ||
         failed(readInput(2, "ends", ends)))
       return failure();
@@ -412,8 +496,8 @@ LogicalResult convertSlice(NodeContext &ctx) {
     seen[*axis] = true;
     if (steps[i] == 0)
       return ctx.fail("step is zero");
-    slices[*axis] = resolveSlice(starts[i], ends[i], steps[i],
-                                 type->getDimSize(*axis));
+    slices[*axis] =
+        resolveSlice(starts[i], ends[i], steps[i], type->getDimSize(*axis));
   }
 
   SmallVector<int64_t> shape;
@@ -454,11 +538,13 @@ LogicalResult convertSplit(NodeContext &ctx) {
   int64_t rank = type->getRank();
   if (rank == 0)
     return ctx.fail("input must have rank 1 or more");
-  FailureOr<int64_t> axis =
-      ctx.normalizeAxis(ctx.getIntAttr("axis", 0), rank);
+  FailureOr<int64_t> axis = ctx.normalizeAxis(ctx.getIntAttr("axis", 0), rank);
   if (failed(axis))
     return failure();
   int64_t dim = type->getDimSize(*axis);
+  if (ShapedType::isDynamic(dim))
+    return ctx.fail("splitting a dynamic dimension is not supported; pass "
+                    "--shape");
   int64_t parts = ctx.getNumOutputs();
 
   SmallVector<int64_t> sizes;
@@ -541,8 +627,7 @@ LogicalResult convertConcat(NodeContext &ctx) {
   int64_t rank = types.front().getRank();
   if (rank == 0)
     return ctx.fail("inputs must have rank 1 or more");
-  FailureOr<int64_t> axis =
-      ctx.normalizeAxis(ctx.getIntAttr("axis", 0), rank);
+  FailureOr<int64_t> axis = ctx.normalizeAxis(ctx.getIntAttr("axis", 0), rank);
   if (failed(axis))
     return failure();
   SmallVector<int64_t> shape(types.front().getShape());
@@ -551,14 +636,18 @@ LogicalResult convertConcat(NodeContext &ctx) {
     bool compatible = type.getRank() == rank &&
                       type.getElementType() == types.front().getElementType();
     for (int64_t d = 0; compatible && d < rank; ++d)
-      compatible = d == *axis ||
+      compatible = d == *axis || type.isDynamicDim(d) ||
+                   types.front().isDynamicDim(d) ||
                    type.getDimSize(d) == types.front().getDimSize(d);
     if (!compatible)
       return ctx.fail("input of type " + formatShape(type.getShape()) +
                       " does not concatenate with " +
                       formatShape(types.front().getShape()) + " on axis " +
                       Twine(*axis));
-    shape[*axis] += type.getDimSize(*axis);
+    shape[*axis] =
+        type.isDynamicDim(*axis) || ShapedType::isDynamic(shape[*axis])
+            ? ShapedType::kDynamic
+            : shape[*axis] + type.getDimSize(*axis);
   }
   Type elementType = types.front().getElementType();
   if (product(shape) == 0) {
@@ -573,7 +662,7 @@ LogicalResult convertConcat(NodeContext &ctx) {
   }
   SmallVector<Value> parts;
   for (unsigned i = 0; i < ctx.getNumInputs(); ++i) {
-    if (types[i].getNumElements() == 0)
+    if (product(types[i].getShape()) == 0)
       continue;
     FailureOr<Value> part = ctx.getInput(i);
     if (failed(part))
@@ -605,6 +694,8 @@ LogicalResult convertTrilu(NodeContext &ctx) {
     k = (*kConst->getIntValues())[0];
   }
   bool upper = ctx.getIntAttr("upper", 1) != 0;
+  if (failed(ctx.requireStatic(*type, "input")))
+    return failure();
   int64_t rows = type->getDimSize(rank - 2), cols = type->getDimSize(rank - 1);
   SmallVector<int64_t> mask;
   for (int64_t i = 0; i < rows; ++i)
@@ -622,12 +713,11 @@ LogicalResult convertTrilu(NodeContext &ctx) {
       RankedTensorType::get({}, type->getElementType()), HostValue::ofInt(0));
   if (const ConstTensor *data = ctx.getConstantInput(0)) {
     if (NodeContext::isFoldable(data->getNumElements())) {
-      ctx.setConstantOutput(
-          0, foldElementwise({&maskTensor, data, &zero},
-                             type->getElementType(),
-                             [](ArrayRef<HostValue> v) {
-                               return v[0].i ? v[1] : v[2];
-                             }));
+      ctx.setConstantOutput(0, foldElementwise({&maskTensor, data, &zero},
+                                               type->getElementType(),
+                                               [](ArrayRef<HostValue> v) {
+                                                 return v[0].i ? v[1] : v[2];
+                                               }));
       return success();
     }
   }

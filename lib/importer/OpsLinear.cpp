@@ -51,7 +51,8 @@ FailureOr<Value> emitMatMul(NodeContext &ctx, TypedValue<RankedTensorType> a,
     bShape.push_back(1);
   int64_t m = aShape[aShape.size() - 2], k = aShape.back();
   int64_t n = bShape.back();
-  if (bShape[bShape.size() - 2] != k) {
+  int64_t bk = bShape[bShape.size() - 2];
+  if (bk != k && !ShapedType::isDynamic(bk) && !ShapedType::isDynamic(k)) {
     (void)ctx.fail("inner dimensions differ: A is " +
                    formatShape(aType.getShape()) + ", B is " +
                    formatShape(bType.getShape()));
@@ -67,7 +68,7 @@ FailureOr<Value> emitMatMul(NodeContext &ctx, TypedValue<RankedTensorType> a,
   Value result;
   if (product(bBatch) == 1) {
     // Weight-like B: fold A's batch into M.
-    int64_t rows = product(aBatch) * m;
+    int64_t rows = product(ArrayRef<int64_t>(aShape).drop_back());
     Value a3 = ctx.reshape(a, {1, rows, k});
     Value b3 = ctx.reshape(b, {1, k, n});
     result = ctx.matmul3D(a3, b3);

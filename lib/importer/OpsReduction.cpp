@@ -109,9 +109,13 @@ template <ReduceKind Kind> LogicalResult convertReduce(NodeContext &ctx) {
     x = ctx.reshape(x, {1});
     axes = {0};
   }
-  int64_t count = 1;
+  SmallVector<int64_t> reducedDims;
   for (int64_t axis : axes)
-    count *= cast<RankedTensorType>(x.getType()).getDimSize(axis);
+    reducedDims.push_back(cast<RankedTensorType>(x.getType()).getDimSize(axis));
+  int64_t count = product(reducedDims);
+  if (Kind == ReduceKind::Mean && ShapedType::isDynamic(count))
+    return ctx.fail("the mean over a dynamic dimension is not supported; "
+                    "pass --shape");
 
   Value result;
   switch (Kind) {
@@ -180,8 +184,7 @@ template <bool IsMin> LogicalResult convertArgMax(NodeContext &ctx) {
     return ctx.fail("data must have rank 1 or more");
   if (type.getElementType().isInteger(1))
     return ctx.fail("expects a numeric tensor");
-  FailureOr<int64_t> axis =
-      ctx.normalizeAxis(ctx.getIntAttr("axis", 0), rank);
+  FailureOr<int64_t> axis = ctx.normalizeAxis(ctx.getIntAttr("axis", 0), rank);
   if (failed(axis))
     return failure();
   bool keepDims = ctx.getIntAttr("keepdims", 1) != 0;
@@ -199,13 +202,12 @@ template <bool IsMin> LogicalResult convertArgMax(NodeContext &ctx) {
     if (d != *axis)
       reduced.push_back(type.getDimSize(d));
   Type i32 = b.getI32Type();
-  Value index = tosa::ArgMaxOp::create(
-      b, ctx.getLoc(), RankedTensorType::get(reduced, i32), x,
-      b.getI32IntegerAttr(*axis));
+  Value index = tosa::ArgMaxOp::create(b, ctx.getLoc(),
+                                       RankedTensorType::get(reduced, i32), x,
+                                       b.getI32IntegerAttr(*axis));
   if (last) {
-    FailureOr<Value> fromEnd =
-        ctx.binary(Binary::Sub, ctx.scalarLike(index, type.getDimSize(*axis) - 1),
-                   index);
+    FailureOr<Value> fromEnd = ctx.binary(
+        Binary::Sub, ctx.scalarLike(index, type.getDimSize(*axis) - 1), index);
     if (failed(fromEnd))
       return failure();
     index = *fromEnd;
@@ -260,12 +262,14 @@ LogicalResult convertCumSum(NodeContext &ctx) {
       int64_t inner = 1;
       for (int64_t d = *axis + 1; d < rank; ++d)
         inner *= type->getDimSize(d);
-      int64_t outer = x->getNumElements() / std::max<int64_t>(1, length * inner);
+      int64_t outer =
+          x->getNumElements() / std::max<int64_t>(1, length * inner);
       bool isFloat = isa<FloatType>(elementType);
       for (int64_t o = 0; o < outer; ++o)
         for (int64_t k = 0; k < inner; ++k)
           for (int64_t i = 0; i < length; ++i) {
-            HostValue acc = isFloat ? HostValue::ofFloat(0) : HostValue::ofInt(0);
+            HostValue acc =
+                isFloat ? HostValue::ofFloat(0) : HostValue::ofInt(0);
             for (int64_t j = 0; j < length; ++j) {
               if (!contributes(j, i))
                 continue;
@@ -285,7 +289,7 @@ LogicalResult convertCumSum(NodeContext &ctx) {
   }
 
   FailureOr<TypedValue<RankedTensorType>> x = ctx.getTensorInput(0);
-  if (failed(x))
+  if (failed(x) || failed(ctx.requireStatic(*type, "input")))
     return failure();
   if (type->getNumElements() == 0) {
     ctx.setOutput(0, *x);
@@ -337,17 +341,19 @@ template <bool IsLog> LogicalResult convertSoftmax(NodeContext &ctx) {
   if (rank == 0)
     return ctx.fail("input must have rank 1 or more");
   bool legacy = ctx.getOpset() < 13;
-  FailureOr<int64_t> axis = ctx.normalizeAxis(
-      ctx.getIntAttr("axis", legacy ? 1 : -1), rank);
+  FailureOr<int64_t> axis =
+      ctx.normalizeAxis(ctx.getIntAttr("axis", legacy ? 1 : -1), rank);
   if (failed(axis))
     return failure();
 
   Value x = *input;
   int64_t reduceAxis = *axis;
   if (legacy && *axis != rank - 1) {
-    int64_t outer = 1, inner = 1;
-    for (int64_t d = 0; d < rank; ++d)
-      (d < *axis ? outer : inner) *= type.getDimSize(d);
+    int64_t outer = product(type.getShape().take_front(*axis));
+    int64_t inner = product(type.getShape().drop_front(*axis));
+    if (ShapedType::isDynamic(outer) && ShapedType::isDynamic(inner))
+      return ctx.fail("dynamic dimensions on both sides of the axis are not "
+                      "supported; pass --shape");
     x = ctx.reshape(x, {outer, inner});
     reduceAxis = 1;
   }
@@ -378,8 +384,7 @@ LogicalResult convertLayerNormalization(NodeContext &ctx) {
   int64_t rank = type.getRank();
   if (rank == 0)
     return ctx.fail("input must have rank 1 or more");
-  FailureOr<int64_t> axis =
-      ctx.normalizeAxis(ctx.getIntAttr("axis", -1), rank);
+  FailureOr<int64_t> axis = ctx.normalizeAxis(ctx.getIntAttr("axis", -1), rank);
   if (failed(axis))
     return failure();
   double epsilon = ctx.getFloatAttr("epsilon", 1e-5f);
@@ -392,16 +397,17 @@ LogicalResult convertLayerNormalization(NodeContext &ctx) {
     return ctx.fail("stash_type " + getONNXTypeName(stashType) +
                     " is not supported");
 
-  int64_t outer = 1, inner = 1;
-  for (int64_t d = 0; d < rank; ++d)
-    (d < *axis ? outer : inner) *= type.getDimSize(d);
+  int64_t outer = product(type.getShape().take_front(*axis));
+  int64_t inner = product(type.getShape().drop_front(*axis));
+  if (ShapedType::isDynamic(inner))
+    return ctx.fail("normalising over a dynamic dimension is not supported; "
+                    "pass --shape");
   Math m{ctx};
   Value x = ctx.reshape(ctx.castTo(*input, computeType), {outer, inner});
   Value mean = m.scale(ctx.reduce(Reduce::Sum, x, 1), 1.0 / inner);
   Value centered = m.sub(x, mean);
-  Value variance =
-      m.scale(ctx.reduce(Reduce::Sum, m.mul(centered, centered), 1),
-              1.0 / inner);
+  Value variance = m.scale(
+      ctx.reduce(Reduce::Sum, m.mul(centered, centered), 1), 1.0 / inner);
   Value invStdDev = m.rsqrt(m.add(variance, ctx.scalarLike(variance, epsilon)));
   Value normalized = m.mul(centered, invStdDev);
   Value y = ctx.reshape(ctx.castTo(normalized, elementType), type.getShape());

@@ -17,6 +17,7 @@
 
 #include "GraphConverter.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Tosa/IR/TosaOps.h"
 
 #include <cmath>
@@ -81,60 +82,98 @@ LogicalResult convertConstant(NodeContext &ctx) {
 }
 
 LogicalResult convertReshape(NodeContext &ctx) {
-  const ConstTensor *shapeConst = ctx.getConstantInput(1);
-  if (!shapeConst)
+  std::optional<ShapeValue> requested = ctx.getShapeInput(1);
+  if (!requested)
     return ctx.fail("shape input '" + ctx.getInputName(1) +
                     "' is not a constant");
-  FailureOr<SmallVector<int64_t>> requested = shapeConst->getIntValues();
-  if (failed(requested) || shapeConst->getType().getRank() != 1)
+  if (requested->type.getRank() != 1)
     return ctx.fail("shape input must be a 1-D integer tensor");
-
-  // The input's type, from the host constant or the SSA value.
-  const ConstTensor *dataConst = ctx.getConstantInput(0);
-  RankedTensorType type;
-  if (dataConst) {
-    type = dataConst->getType();
-  } else {
-    FailureOr<TypedValue<RankedTensorType>> data = ctx.getTensorInput(0);
-    if (failed(data))
-      return failure();
-    type = data->getType();
-  }
+  FailureOr<RankedTensorType> type = ctx.getInputType(0);
+  if (failed(type))
+    return failure();
 
   // 0 copies the input dimension (unless allowzero), -1 is inferred.
   bool allowZero = ctx.getIntAttr("allowzero", 0) != 0;
+  SmallVector<SymDim> dims;
   SmallVector<int64_t> shape;
   int64_t inferred = -1, known = 1;
-  for (auto [i, d] : llvm::enumerate(*requested)) {
-    if (d == 0 && !allowZero) {
-      if (int64_t(i) >= type.getRank())
+  bool symbolic = false;
+  Value data;
+  for (auto [i, d] : llvm::enumerate(requested->elements)) {
+    if (d.isKnown() && d.value == 0 && !allowZero) {
+      if (int64_t(i) >= type->getRank())
         return ctx.fail("shape dimension " + Twine(i) +
                         " copies a dimension the input lacks");
-      d = type.getDimSize(i);
+      if (type->isDynamicDim(i) && !data) {
+        FailureOr<Value> value = ctx.getInput(0);
+        if (failed(value))
+          return failure();
+        data = *value;
+      }
+      d = data && type->isDynamicDim(i) ? SymDim::of(data, i)
+                                        : SymDim::known(type->getDimSize(i));
     }
-    if (d == -1) {
+    dims.push_back(d);
+    if (!d.isKnown()) {
+      symbolic = true;
+      shape.push_back(ShapedType::kDynamic);
+      continue;
+    }
+    if (d.value == -1) {
       if (inferred >= 0)
         return ctx.fail("shape has more than one -1");
       inferred = i;
-    } else if (d < 0) {
-      return ctx.fail("shape has negative dimension " + Twine(d));
+    } else if (d.value < 0) {
+      return ctx.fail("shape has negative dimension " + Twine(d.value));
     } else {
-      known *= d;
+      known *= d.value;
     }
-    shape.push_back(d);
-  }
-  int64_t total = type.getNumElements();
-  if (inferred >= 0) {
-    if (known == 0 || total % known != 0)
-      return ctx.fail("cannot reshape " + formatShape(type.getShape()) +
-                      " to " + formatShape(*requested));
-    shape[inferred] = total / known;
-  } else if (known != total) {
-    return ctx.fail("cannot reshape " + formatShape(type.getShape()) + " to " +
-                    formatShape(shape));
+    shape.push_back(d.value);
   }
 
-  return reshapeOutput(ctx, shape);
+  if (type->hasStaticShape() && !symbolic) {
+    int64_t total = type->getNumElements();
+    if (inferred >= 0) {
+      if (known == 0 || total % known != 0)
+        return ctx.fail("cannot reshape " + formatShape(type->getShape()) +
+                        " to " + formatShape(shape));
+      shape[inferred] = total / known;
+    } else if (known != total) {
+      return ctx.fail("cannot reshape " + formatShape(type->getShape()) +
+                      " to " + formatShape(shape));
+    }
+    return reshapeOutput(ctx, shape);
+  }
+  if (!symbolic) {
+    // Static target dimensions but for the inferred one.
+    if (inferred >= 0)
+      shape[inferred] = ShapedType::kDynamic;
+    return reshapeOutput(ctx, shape);
+  }
+
+  // Dimensions known only at run time: a `tensor.reshape`, with the -1
+  // computed from the element count.
+  if (!data) {
+    FailureOr<Value> value = ctx.getInput(0);
+    if (failed(value))
+      return failure();
+    data = *value;
+  }
+  if (inferred >= 0) {
+    OpBuilder &b = ctx.getBuilder();
+    Location loc = ctx.getLoc();
+    Value total = ctx.dimValue(SymDim::known(1));
+    for (int64_t d = 0; d < type->getRank(); ++d)
+      total = arith::MulIOp::create(b, loc, total, ctx.dimValue(data, d));
+    Value rest = ctx.dimValue(SymDim::known(1));
+    for (auto [i, d] : llvm::enumerate(dims))
+      if (int64_t(i) != inferred)
+        rest = arith::MulIOp::create(b, loc, rest, ctx.dimValue(d));
+    dims[inferred] = SymDim::ofIndex(
+        arith::DivUIOp::create(b, loc, total, rest).getResult());
+  }
+  ctx.setOutput(0, ctx.reshapeTo(data, dims));
+  return success();
 }
 
 LogicalResult convertTranspose(NodeContext &ctx) {
@@ -179,7 +218,6 @@ LogicalResult convertTranspose(NodeContext &ctx) {
   return success();
 }
 
-
 /// The type of input 0 (a constant or an SSA value).
 FailureOr<RankedTensorType> dataType(NodeContext &ctx) {
   return ctx.getInputType(0);
@@ -190,7 +228,7 @@ LogicalResult reshapeOutput(NodeContext &ctx, ArrayRef<int64_t> shape) {
   FailureOr<RankedTensorType> type = ctx.getInputType(0);
   if (failed(type))
     return failure();
-  if (type->getNumElements() == 0) {
+  if (type->hasStaticShape() && type->getNumElements() == 0) {
     ctx.setConstantOutput(
         0, ConstTensor(RankedTensorType::get(shape, type->getElementType()),
                        std::vector<char>()));
@@ -235,10 +273,9 @@ LogicalResult convertFlatten(NodeContext &ctx) {
                     Twine(rank));
   if (axis < 0)
     axis += rank;
-  int64_t outer = 1, inner = 1;
-  for (int64_t d = 0; d < rank; ++d)
-    (d < axis ? outer : inner) *= type->getDimSize(d);
-  return reshapeOutput(ctx, {outer, inner});
+  ArrayRef<int64_t> shape = type->getShape();
+  return reshapeOutput(
+      ctx, {product(shape.take_front(axis)), product(shape.drop_front(axis))});
 }
 
 LogicalResult convertSqueeze(NodeContext &ctx) {
@@ -253,7 +290,7 @@ LogicalResult convertSqueeze(NodeContext &ctx) {
   SmallVector<bool> drop(rank, false);
   if (*axes) {
     for (int64_t axis : **axes) {
-      if (type->getDimSize(axis) != 1)
+      if (type->getDimSize(axis) != 1 && !type->isDynamicDim(axis))
         return ctx.fail("cannot squeeze dimension " + Twine(axis) +
                         " of size " + Twine(type->getDimSize(axis)));
       drop[axis] = true;
@@ -300,7 +337,8 @@ LogicalResult convertUnsqueeze(NodeContext &ctx) {
   return reshapeOutput(ctx, shape);
 }
 
-/// Shape(data, start, end): a constant, since every shape is static.
+/// Shape(data, start, end): a constant, or a shape value when `data` has
+/// dynamic dimensions.
 LogicalResult convertShape(NodeContext &ctx) {
   FailureOr<RankedTensorType> type = dataType(ctx);
   if (failed(type))
@@ -313,13 +351,20 @@ LogicalResult convertShape(NodeContext &ctx) {
   };
   int64_t start = clampIndex(ctx.getIntAttr("start", 0));
   int64_t end = clampIndex(ctx.getIntAttr("end", rank));
-  SmallVector<int64_t> dims;
-  for (int64_t d = start; d < end; ++d)
-    dims.push_back(type->getDimSize(d));
   Type i64 = IntegerType::get(ctx.getContext(), 64);
-  ctx.setConstantOutput(
-      0, ConstTensor::fromInts(
-             RankedTensorType::get({int64_t(dims.size())}, i64), dims));
+  ShapeValue shape{
+      RankedTensorType::get({std::max<int64_t>(end - start, 0)}, i64), {}};
+  Value data;
+  if (!type->hasStaticShape()) {
+    FailureOr<Value> value = ctx.getInput(0);
+    if (failed(value))
+      return failure();
+    data = *value;
+  }
+  for (int64_t d = start; d < end; ++d)
+    shape.elements.push_back(data ? SymDim::of(data, d)
+                                  : SymDim::known(type->getDimSize(d)));
+  ctx.setShapeOutput(0, shape);
   return success();
 }
 
@@ -327,6 +372,9 @@ LogicalResult convertSize(NodeContext &ctx) {
   FailureOr<RankedTensorType> type = dataType(ctx);
   if (failed(type))
     return failure();
+  if (!type->hasStaticShape())
+    return ctx.fail("the size of a tensor with dynamic dimensions is not "
+                    "supported; pass --shape");
   Type i64 = IntegerType::get(ctx.getContext(), 64);
   ctx.setConstantOutput(0, ConstTensor::fromInts(RankedTensorType::get({}, i64),
                                                  {type->getNumElements()}));
@@ -336,6 +384,9 @@ LogicalResult convertSize(NodeContext &ctx) {
 /// ConstantOfShape(shape) with `value` (default float 0): a host constant,
 /// materialised as a splat.
 LogicalResult convertConstantOfShape(NodeContext &ctx) {
+  if (ctx.isSymbolicInput(0))
+    return ctx.fail("a shape known only at run time is not supported; pass "
+                    "--shape");
   FailureOr<SmallVector<int64_t>> shape = getIntVector(ctx, 0, "shape");
   if (failed(shape))
     return failure();
@@ -384,10 +435,8 @@ LogicalResult convertRange(NodeContext &ctx) {
       values.push_back(HostValue::ofFloat(start.f + double(i) * delta.f));
   } else {
     int64_t span = limit.i - start.i;
-    int64_t n = span / delta.i + (span % delta.i != 0 &&
-                                          ((span < 0) == (delta.i < 0))
-                                      ? 1
-                                      : 0);
+    int64_t n = span / delta.i +
+                (span % delta.i != 0 && ((span < 0) == (delta.i < 0)) ? 1 : 0);
     for (int64_t i = 0; i < std::max<int64_t>(n, 0); ++i)
       values.push_back(HostValue::ofInt(start.i + i * delta.i));
   }
@@ -404,6 +453,11 @@ LogicalResult convertExpand(NodeContext &ctx) {
   FailureOr<RankedTensorType> type = dataType(ctx);
   if (failed(type))
     return failure();
+  if (failed(ctx.requireStatic(*type, "input")))
+    return failure();
+  if (ctx.isSymbolicInput(1))
+    return ctx.fail("a shape known only at run time is not supported; pass "
+                    "--shape");
   FailureOr<SmallVector<int64_t>> requested = getIntVector(ctx, 1, "shape");
   if (failed(requested))
     return failure();
@@ -412,8 +466,8 @@ LogicalResult convertExpand(NodeContext &ctx) {
   if (failed(shape))
     return failure();
   if (const ConstTensor *data = ctx.getConstantInput(0)) {
-    int64_t n = RankedTensorType::get(*shape, type->getElementType())
-                    .getNumElements();
+    int64_t n =
+        RankedTensorType::get(*shape, type->getElementType()).getNumElements();
     if (NodeContext::isFoldable(n) || data->isSplat()) {
       ctx.setConstantOutput(0, data->broadcastTo(*shape));
       return success();
@@ -432,6 +486,10 @@ LogicalResult convertTile(NodeContext &ctx) {
   FailureOr<RankedTensorType> type = dataType(ctx);
   if (failed(type))
     return failure();
+  if (failed(ctx.requireStatic(*type, "input")))
+    return failure();
+  if (!ctx.getConstantInput(1) && ctx.hasInput(1))
+    return ctx.fail("dynamic repeats are not supported; pass --shape");
   FailureOr<SmallVector<int64_t>> repeats = getIntVector(ctx, 1, "repeats");
   if (failed(repeats))
     return failure();

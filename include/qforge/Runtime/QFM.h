@@ -209,6 +209,9 @@ public:
   void addSection(const std::string &name, const void *data, size_t size);
   /// Same, taking ownership of `bytes`.
   void addSection(const std::string &name, std::vector<uint8_t> bytes);
+  /// Same, without a copy: the caller keeps `data` alive and unchanged until
+  /// the writer is done (large weights go straight from the IR to the file).
+  void addSectionView(const std::string &name, const void *data, size_t size);
   /// Sets the manifest, stored as the first section.
   void setManifest(const nlohmann::json &manifest);
 
@@ -224,8 +227,13 @@ private:
 
   struct PendingSection {
     std::string name;
-    std::vector<uint8_t> bytes;
+    std::vector<uint8_t> bytes; // owned contents, unless `view` is set
+    const uint8_t *view = nullptr;
+    size_t viewSize = 0;
+    const uint8_t *data() const { return view ? view : bytes.data(); }
+    size_t size() const { return view ? viewSize : bytes.size(); }
   };
+  bool checkSectionName(const std::string &name);
   std::vector<PendingSection> pending;
   std::string manifestText;
   bool hasManifest = false;
