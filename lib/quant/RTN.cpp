@@ -14,24 +14,33 @@
 
 namespace qforge::quant {
 
+ValueRange valueRange(const float *values, int64_t count) {
+  if (count == 0)
+    return {0.0f, 0.0f};
+  ValueRange range{values[0], values[0]};
+  for (int64_t i = 1; i < count; ++i) {
+    range.lo = std::min(range.lo, values[i]);
+    range.hi = std::max(range.hi, values[i]);
+  }
+  return range;
+}
+
 GroupParams computeGroupParams(const float *groupValues, int64_t count,
                                const Scheme &scheme) {
+  return computeGroupParams(valueRange(groupValues, count), scheme);
+}
+
+GroupParams computeGroupParams(ValueRange range, const Scheme &scheme) {
   assert(scheme.validate().empty() && "invalid quantization scheme");
   float scale;
   int zero;
   if (scheme.symmetric) {
-    float maxAbs = 0.0f;
-    for (int64_t i = 0; i < count; ++i)
-      maxAbs = std::max(maxAbs, std::fabs(groupValues[i]));
+    float maxAbs = std::max(std::fabs(range.lo), std::fabs(range.hi));
     scale = maxAbs / static_cast<float>(scheme.symmetricZero() - 1);
     zero = scheme.symmetricZero();
   } else {
     // The range always contains 0 so that 0 is exactly representable.
-    float lo = 0.0f, hi = 0.0f;
-    for (int64_t i = 0; i < count; ++i) {
-      lo = std::min(lo, groupValues[i]);
-      hi = std::max(hi, groupValues[i]);
-    }
+    float lo = std::min(range.lo, 0.0f), hi = std::max(range.hi, 0.0f);
     scale = (hi - lo) / static_cast<float>(scheme.maxCode());
     zero = 0;
     if (scale > 0.0f && std::isfinite(scale)) {
@@ -67,57 +76,81 @@ GroupParams AffineQuantized::params(int64_t row, int64_t col) const {
   return {scales[index], zero};
 }
 
-AffineQuantized quantizeRTN(const float *w, int64_t rows, int64_t cols,
-                            const Scheme &scheme) {
+void AffineQuantized::setParams(int64_t index, GroupParams p) {
+  scales[index] = p.scale;
+  if (!scheme.symmetric)
+    zeroPoints[index] = static_cast<uint8_t>(p.zero);
+}
+
+GroupRegion groupRegion(const Scheme &scheme, int64_t rows, int64_t cols,
+                        int64_t scaleRow, int64_t group) {
+  switch (scheme.granularity) {
+  case Granularity::PerTensor:
+    return {0, rows, 0, cols};
+  case Granularity::PerChannel:
+    return {scaleRow, scaleRow + 1, 0, cols};
+  case Granularity::Group:
+    break;
+  }
+  int64_t begin = group * scheme.groupSize;
+  return {scaleRow, scaleRow + 1, begin,
+          std::min(begin + scheme.groupSize, cols)};
+}
+
+ValueRange regionRange(const float *w, int64_t cols,
+                       const GroupRegion &region) {
+  // Every region is a contiguous range of W: the whole matrix, one row, or a
+  // slice of one row.
+  int64_t count = region.rowEnd - region.rowBegin == 1
+                      ? region.colEnd - region.colBegin
+                      : (region.rowEnd - region.rowBegin) * cols;
+  return valueRange(w + region.rowBegin * cols + region.colBegin, count);
+}
+
+AffineQuantized makeQuantized(int64_t rows, int64_t cols,
+                              const Scheme &scheme) {
   assert(scheme.validate().empty() && "invalid quantization scheme");
   AffineQuantized q;
   q.rows = rows;
   q.cols = cols;
   q.scheme = scheme;
-
-  // Every group is a contiguous range of W: the whole matrix, one row, or a
-  // slice of one row.
-  int64_t scaleRows = scheme.scaleRows(rows);
-  int64_t groups = scheme.numGroups(cols);
-  q.scales.resize(static_cast<size_t>(scaleRows * groups));
+  q.scales.resize(
+      static_cast<size_t>(scheme.scaleRows(rows) * scheme.numGroups(cols)));
   if (!scheme.symmetric)
     q.zeroPoints.resize(q.scales.size());
-  for (int64_t r = 0; r < scaleRows; ++r) {
-    for (int64_t g = 0; g < groups; ++g) {
-      const float *begin = w;
-      int64_t count = 0;
-      switch (scheme.granularity) {
-      case Granularity::PerTensor:
-        begin = w;
-        count = rows * cols;
-        break;
-      case Granularity::PerChannel:
-        begin = w + r * cols;
-        count = cols;
-        break;
-      case Granularity::Group:
-        begin = w + r * cols + g * scheme.groupSize;
-        count = std::min(scheme.groupSize, cols - g * scheme.groupSize);
-        break;
-      }
-      GroupParams p = computeGroupParams(begin, count, scheme);
-      q.scales[r * groups + g] = p.scale;
-      if (!scheme.symmetric)
-        q.zeroPoints[r * groups + g] = static_cast<uint8_t>(p.zero);
-    }
-  }
+  q.codes.resize(static_cast<size_t>(rows * wordsPerRow(cols, scheme.bits)));
+  return q;
+}
 
-  int64_t words = wordsPerRow(cols, scheme.bits);
-  q.codes.resize(static_cast<size_t>(rows * words));
-  std::vector<uint8_t> rowCodes(static_cast<size_t>(cols));
-  for (int64_t n = 0; n < rows; ++n) {
-    for (int64_t k = 0; k < cols; ++k) {
+void encodeWithParams(AffineQuantized &q, const float *w) {
+  int64_t words = wordsPerRow(q.cols, q.scheme.bits);
+  std::vector<uint8_t> rowCodes(static_cast<size_t>(q.cols));
+  for (int64_t n = 0; n < q.rows; ++n) {
+    for (int64_t k = 0; k < q.cols; ++k) {
       GroupParams p = q.params(n, k);
       rowCodes[k] = static_cast<uint8_t>(
-          quantizeValue(w[n * cols + k], p.scale, p.zero, scheme));
+          quantizeValue(w[n * q.cols + k], p.scale, p.zero, q.scheme));
     }
-    packRow(rowCodes.data(), cols, scheme.bits, q.codes.data() + n * words);
+    packRow(rowCodes.data(), q.cols, q.scheme.bits, q.codes.data() + n * words);
   }
+}
+
+void fillRTNParams(AffineQuantized &q, const float *w) {
+  int64_t groups = q.scheme.numGroups(q.cols);
+  for (int64_t r = 0; r < q.scheme.scaleRows(q.rows); ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      GroupRegion region = groupRegion(q.scheme, q.rows, q.cols, r, g);
+      q.setParams(r * groups + g,
+                  computeGroupParams(regionRange(w, q.cols, region), q.scheme));
+    }
+  }
+}
+
+AffineQuantized quantizeRTN(const float *w, int64_t rows, int64_t cols,
+                            const Scheme &scheme) {
+  AffineQuantized q = makeQuantized(rows, cols, scheme);
+  fillRTNParams(q, w);
+  encodeWithParams(q, w);
   return q;
 }
 

@@ -7,6 +7,8 @@
 #include "qforge/Quant/RTN.h"
 #include "qforge/Quant/Packing.h"
 
+#include "QuantTestUtil.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,13 +17,9 @@
 #include <string>
 
 using namespace qforge::quant;
+using namespace qforge::quant::test;
 
 namespace {
-
-/// All codes of `q`, unpacked row-major.
-std::vector<uint8_t> codesOf(const AffineQuantized &q) {
-  return unpack(q.codes.data(), q.rows, q.cols, q.scheme.bits);
-}
 
 std::vector<float> randomMatrix(int64_t rows, int64_t cols, unsigned seed) {
   std::mt19937 rng(seed);
@@ -242,27 +240,6 @@ TEST(RTNTest, GroupShapeWithPartialGroup) {
       quantizeRTN(w.data(), 2, 10, Scheme::grouped(4, 128, true));
   EXPECT_EQ(wide.scales.size(), 2u);
   EXPECT_FLOAT_EQ(wide.scales[0], 1.0f);
-}
-
-std::vector<Scheme> allSchemes() {
-  std::vector<Scheme> schemes;
-  for (unsigned bits : {2u, 3u, 4u, 8u})
-    for (bool symmetric : {true, false}) {
-      schemes.push_back(Scheme::perTensor(bits, symmetric));
-      schemes.push_back(Scheme::perChannel(bits, symmetric));
-      schemes.push_back(Scheme::grouped(bits, 8, symmetric));
-      schemes.push_back(Scheme::grouped(bits, 16, symmetric));
-    }
-  return schemes;
-}
-
-std::string describe(const Scheme &s) {
-  const char *g = s.granularity == Granularity::PerTensor    ? "per-tensor"
-                  : s.granularity == Granularity::PerChannel ? "per-channel"
-                                                             : "group";
-  return std::to_string(s.bits) + "-bit " + g + " " +
-         std::to_string(s.groupSize) +
-         (s.symmetric ? " symmetric" : " zero-point");
 }
 
 TEST(RTNTest, AllZeroMatrix) {

@@ -47,7 +47,21 @@ struct GroupParams {
   int zero;
 };
 
-/// Parameters of the group made of `count` weights at `groupValues`.
+/// Smallest and largest weight of a group.
+struct ValueRange {
+  float lo;
+  float hi;
+};
+
+/// The range of the `count` weights at `values` (both 0 when `count` is 0).
+ValueRange valueRange(const float *values, int64_t count);
+
+/// Parameters of a group whose weights span `range` (lo <= hi). Searches that
+/// shrink or otherwise override a group's range (clipping) pass their own.
+GroupParams computeGroupParams(ValueRange range, const Scheme &scheme);
+
+/// Parameters of the group made of `count` weights at `groupValues`:
+/// computeGroupParams(valueRange(groupValues, count), scheme).
 GroupParams computeGroupParams(const float *groupValues, int64_t count,
                                const Scheme &scheme);
 
@@ -73,7 +87,37 @@ struct AffineQuantized {
 
   /// Parameters used by weight (row, col).
   GroupParams params(int64_t row, int64_t col) const;
+  /// Stores `p` as entry `index` of the scale (and zero point) table.
+  void setParams(int64_t index, GroupParams p);
 };
+
+/// The weights of W covered by one scale-table entry: rows [rowBegin, rowEnd)
+/// x columns [colBegin, colEnd).
+struct GroupRegion {
+  int64_t rowBegin;
+  int64_t rowEnd;
+  int64_t colBegin;
+  int64_t colEnd;
+};
+
+/// The region of scale-table entry (scaleRow, group) of a rows x cols matrix.
+GroupRegion groupRegion(const Scheme &scheme, int64_t rows, int64_t cols,
+                        int64_t scaleRow, int64_t group);
+
+/// The range of the weights of `region` in the row-major matrix `w`.
+ValueRange regionRange(const float *w, int64_t cols, const GroupRegion &region);
+
+/// A rows x cols AffineQuantized under `scheme` whose codes and parameter
+/// tables are allocated and zero-filled.
+AffineQuantized makeQuantized(int64_t rows, int64_t cols, const Scheme &scheme);
+
+/// Fills q's parameter tables with the RTN parameters of each group of `w`
+/// (q.rows x q.cols, row-major).
+void fillRTNParams(AffineQuantized &q, const float *w);
+
+/// Fills the codes of `q` by rounding each weight of `w` (q.rows x q.cols)
+/// to nearest with the parameters already in q's tables.
+void encodeWithParams(AffineQuantized &q, const float *w);
 
 /// Round-to-nearest quantization of a row-major `rows` x `cols` matrix.
 /// The scheme must be valid (`scheme.validate()` empty).

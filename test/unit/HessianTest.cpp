@@ -1,0 +1,58 @@
+//===- HessianTest.cpp - Tests of calibration statistics --------*- C++ -*-===//
+//
+// Part of the qforge project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qforge/Quant/Hessian.h"
+
+#include "QuantTestUtil.h"
+
+#include <gtest/gtest.h>
+
+using namespace qforge::quant;
+using namespace qforge::quant::test;
+
+namespace {
+
+// Rows (1, 2) and (3, -1):
+//   sum x x^T = [[1 + 9, 2 - 3], [2 - 3, 4 + 1]] = [[10, -1], [-1, 5]],
+//   hessian(2) = 2 / 2 * that, mean |x| = (2, 1.5), mean x^2 = (5, 2.5).
+TEST(ActivationStatsTest, HandChecked) {
+  const float x[] = {1.0f, 2.0f, 3.0f, -1.0f};
+  ActivationStats stats(2);
+  stats.add(x, 2, 2);
+  EXPECT_EQ(stats.rows(), 2);
+  EXPECT_EQ(stats.channels(), 2);
+  EXPECT_EQ(stats.gram(), (std::vector<double>{10.0, -1.0, -1.0, 5.0}));
+  EXPECT_EQ(stats.hessian(), (std::vector<double>{10.0, -1.0, -1.0, 5.0}));
+  EXPECT_EQ(stats.hessian(1.0), (std::vector<double>{5.0, -0.5, -0.5, 2.5}));
+  EXPECT_EQ(stats.meanAbs(), (std::vector<float>{2.0f, 1.5f}));
+  EXPECT_EQ(stats.meanSquare(), (std::vector<float>{5.0f, 2.5f}));
+}
+
+TEST(ActivationStatsTest, Empty) {
+  ActivationStats stats(3);
+  EXPECT_EQ(stats.rows(), 0);
+  EXPECT_EQ(stats.hessian(), std::vector<double>(9, 0.0));
+  EXPECT_EQ(stats.meanAbs(), std::vector<float>(3, 0.0f));
+}
+
+// Batches accumulate to the same sums, bit for bit, as one call.
+TEST(ActivationStatsTest, BatchesAccumulate) {
+  const int64_t rows = 100, k = 24;
+  std::vector<float> x = correlatedActivations(rows, k, 5);
+  ActivationStats whole(k), parts(k);
+  whole.add(x.data(), rows, k);
+  parts.add(x.data(), 30, k);
+  parts.add(x.data() + 30 * k, 70, k);
+  EXPECT_EQ(parts.rows(), rows);
+  EXPECT_EQ(whole.gram(), parts.gram());
+  EXPECT_EQ(whole.meanAbs(), parts.meanAbs());
+  std::vector<double> g = whole.gram();
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      ASSERT_EQ(g[i * k + j], g[j * k + i]);
+}
+
+} // namespace
