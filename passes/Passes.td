@@ -28,6 +28,27 @@ def QuantizeRTNPass : Pass<"qf-quantize-rtn", "::mlir::func::FuncOp"> {
   let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
 }
 
+def CalibratePass : Pass<"qf-calibrate", "::mlir::ModuleOp"> {
+  let summary = "Attach input statistics of every linear layer, measured on calibration text";
+  let description = [{
+    Runs the float model on `nsamples` windows of `seqlen` bytes drawn (seeded) from the
+    calibration text `calib`, through qforge's own CPU code: a copy of the module returns
+    the input activations X of every constant linear (`tosa.matmul` with a constant weight)
+    as extra results, is compiled and run once per window. Each linear then gets a
+    `qf.calib` dictionary: `rows` (tokens seen), `mean_abs` (mean |x| per input channel,
+    `[K]`, AWQ's s_x) and `xtx` (XᵀX / rows, `[K, K]` f32, GPTQ's Hessian up to a factor).
+    The model must take byte tokens as its one non-weight input (`input_ids`, `[1, T]`,
+    T dynamic or equal to `seqlen`). Compiling and running needs the executor that
+    qforge-compile and qforge-opt install; elsewhere the pass fails with a message.
+  }];
+  let options = [
+    Option<"calib", "calib", "std::string", "\"\"", "Calibration text file (bytes are tokens)">,
+    Option<"nsamples", "nsamples", "int64_t", "128", "Number of windows">,
+    Option<"seqlen", "seqlen", "int64_t", "256", "Bytes per window">,
+    Option<"seed", "seed", "uint64_t", "0", "Seed of the window sampler">,
+  ];
+}
+
 def FuseDequantMatmulPass : Pass<"qf-fuse-dequant-matmul", "::mlir::func::FuncOp"> {
   let summary = "Fuse dequantize, transpose, matmul and bias add into qf.fused_matmul";
   let description = [{

@@ -404,6 +404,7 @@ bool rt::collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
                         std::string &err) {
   std::vector<const ArgInfo *> outs = manifest.argsWithRole(ArgRole::Output);
   outputs.clear();
+  std::vector<void *> toRelease;
   bool ok = true;
   for (size_t k = 0; k < outs.size(); ++k) {
     const ArgInfo &a = *outs[k];
@@ -426,9 +427,15 @@ bool rt::collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
       if (t.byteSize())
         ok = copy(t.data(), r.data, t.byteSize(), err);
     }
-    if (r.allocated)
-      release(r.allocated);
+    if (r.allocated && std::find(toRelease.begin(), toRelease.end(),
+                                 r.allocated) == toRelease.end())
+      toRelease.push_back(r.allocated);
   }
+  // An entry may return one buffer as several outputs (a graph output listed
+  // twice, or one tensor feeding two results): each is freed once, after
+  // every copy.
+  for (void *allocated : toRelease)
+    release(allocated);
   return ok;
 }
 

@@ -6,9 +6,11 @@
 
 #include "qforge/Compiler/Compiler.h"
 
+#include "passes/Calibrate.h"
 #include "passes/Passes.h"
 #include "qforge/Codegen/SharedObject.h"
 #include "qforge/Runtime/QFM.h"
+#include "qforge/Runtime/Runtime.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/AsmState.h"
@@ -20,6 +22,7 @@
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FileUtilities.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -212,81 +215,13 @@ nlohmann::json shapeJson(ShapedType t) {
 
 } // namespace
 
-bool compileModel(const CompileOptions &options, std::string &error) {
-  DialectRegistry registry;
-  registerDialects(registry);
-  importer::registerImporterDialects(registry);
-  registerAllToLLVMIRTranslations(registry);
-  MLIRContext ctx(registry);
-  ctx.loadAllAvailableDialects();
-  if (options.printIRAfterAll || !options.dumpIRDir.empty())
-    ctx.disableMultithreading();
-
-  Compilation c{options, ctx};
-  ScopedDiagnosticHandler diagnostics(&ctx, [&](Diagnostic &diag) {
-    if (diag.getSeverity() != DiagnosticSeverity::Error ||
-        !c.firstError.empty())
-      return success();
-    std::string loc;
-    llvm::raw_string_ostream os(loc);
-    if (auto name = dyn_cast<NameLoc>(diag.getLocation()))
-      os << "node '" << name.getName().getValue() << "': ";
-    c.firstError = loc + diag.str();
-    return success();
-  });
-
-  if (!options.dumpIRDir.empty()) {
-    if (std::error_code ec =
-            llvm::sys::fs::create_directories(options.dumpIRDir)) {
-      error = options.dumpIRDir + ": cannot create directory: " + ec.message();
-      return false;
-    }
-  }
-
-  // 1. Import ONNX, or read graph IR that qforge-import (or a person) wrote.
-  OwningOpRef<ModuleOp> module;
-  if (StringRef(options.input).ends_with(".mlir")) {
-    if (!llvm::sys::fs::exists(options.input)) {
-      error = options.input + ": cannot open: No such file or directory";
-      return false;
-    }
-    module = parseSourceFile<ModuleOp>(options.input, &ctx);
-    if (!module) {
-      error = options.input + ": not valid graph IR" +
-              (c.firstError.empty() ? std::string() : ": " + c.firstError);
-      return false;
-    }
-  } else {
-    module =
-        importer::importONNXFile(ctx, options.input, options.import, error);
-    if (!module)
-      return false;
-  }
-  c.dumpStage(*module, "import");
-
-  // 2. Quantize, fuse, externalize weights.
-  {
-    PassManager pm(&ctx);
-    OpPassManager &fpm = pm.nest<func::FuncOp>();
-    if (options.method == "rtn") {
-      QuantizeRTNPassOptions rtn;
-      rtn.bits = options.bits;
-      rtn.groupSize = options.groupSize;
-      rtn.symmetric = options.symmetric;
-      fpm.addPass(createQuantizeRTNPass(rtn));
-    } else if (options.method != "none") {
-      error = "unknown method '" + options.method + "' (none, rtn)";
-      return false;
-    }
-    fpm.addPass(createFuseDequantMatmulPass());
-    pm.addPass(createCanonicalizerPass());
-    pm.addPass(createExternalizeWeightsPass());
-    if (!c.run(pm, *module, "quantization", error))
-      return false;
-  }
-
+/// Steps 3 and 4 of a compilation: the manifest (entry arguments, layer
+/// table), native code for every target, and the module file at `path`.
+static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
+                       nlohmann::json &layers, std::string &error) {
+  const CompileOptions &options = c.options;
   // 3. The manifest: entry arguments and the layer table.
-  auto entry = module->lookupSymbol<func::FuncOp>("main");
+  auto entry = module.lookupSymbol<func::FuncOp>("main");
   if (!entry) {
     error = "the imported module has no @main";
     return false;
@@ -346,7 +281,7 @@ bool compileModel(const CompileOptions &options, std::string &error) {
                     {"dtype", dtypeName(type.getElementType())},
                     {"shape", shapeJson(type)}});
   }
-  nlohmann::json layers = nlohmann::json::array();
+  layers = nlohmann::json::array();
   entry.walk([&](qf::FusedMatmulOp op) {
     int64_t bytes = 0;
     for (Value v : op->getOperands())
@@ -367,8 +302,8 @@ bool compileModel(const CompileOptions &options, std::string &error) {
   // 4. Lower and emit native code per target.
   nlohmann::json targets = nlohmann::json::array();
   for (const CompileTarget &target : options.targets) {
-    OwningOpRef<ModuleOp> lowered = cast<ModuleOp>((*module)->clone());
-    PassManager pm(&ctx);
+    OwningOpRef<ModuleOp> lowered = cast<ModuleOp>(module->clone());
+    PassManager pm(&c.ctx);
     LoweringOptions lowering;
     lowering.target = target.kind;
     if (!target.chip.empty())
@@ -432,7 +367,178 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       {"targets", targets},
       {"layers", layers}};
   writer.setManifest(manifest);
-  if (!writer.write(options.output, error))
+  if (!writer.write(path, error))
+    return false;
+  return true;
+}
+
+void installActivationRunner() {
+  setActivationRunner([](ModuleOp module,
+                         const std::vector<std::vector<int64_t>> &windows,
+                         ActivationSink sink, std::string &error) -> bool {
+    // Compile as a float CPU module into a temporary file.
+    CompileOptions options;
+    options.method = "none";
+    options.input = "calibration";
+    Compilation c{options, *module.getContext()};
+    // Lowering a copy of a model is an internal step: only errors count.
+    ScopedDiagnosticHandler diagnostics(
+        module.getContext(), [&](Diagnostic &d) {
+          if (d.getSeverity() == DiagnosticSeverity::Error &&
+              c.firstError.empty())
+            c.firstError = "calibration: " + d.str();
+          return success();
+        });
+    PassManager pm(module.getContext());
+    pm.addPass(createCanonicalizerPass());
+    pm.addPass(createExternalizeWeightsPass());
+    SmallString<128> path;
+    if (std::error_code ec =
+            llvm::sys::fs::createTemporaryFile("qforge-calib", "qfm", path)) {
+      error = "calibration: cannot create a temporary file: " + ec.message();
+      return false;
+    }
+    llvm::FileRemover remover(path);
+    nlohmann::json layers;
+    if (!c.run(pm, module, "calibration: preparing the model", error) ||
+        !emitModule(c, module, path.str().str(), layers, error))
+      return false;
+
+    std::shared_ptr<rt::Module> loaded =
+        rt::Module::load(path.str().str(), error);
+    if (!loaded)
+      return false;
+    std::unique_ptr<rt::Session> session =
+        rt::Session::create(loaded, rt::DeviceKind::CPU, error);
+    if (!session)
+      return false;
+    std::vector<const qfm::ArgInfo *> inputs = loaded->inputs();
+    if (inputs.size() != 1 || inputs[0]->shape.size() != 2 ||
+        (inputs[0]->dtype != qfm::DType::I64 &&
+         inputs[0]->dtype != qfm::DType::I32)) {
+      error = "calibration needs a model whose one non-weight input is byte "
+              "tokens, int64 or int32 [1, T]";
+      return false;
+    }
+    const qfm::ArgInfo &ids = *inputs[0];
+    std::vector<const qfm::ArgInfo *> outputs = loaded->outputs();
+    for (const std::vector<int64_t> &window : windows) {
+      int64_t n = static_cast<int64_t>(window.size());
+      if (ids.shape[1] >= 0 && ids.shape[1] != n) {
+        error = "input '" + ids.name + "' has the static length " +
+                std::to_string(ids.shape[1]) + "; calibrate with seqlen " +
+                std::to_string(ids.shape[1]) + " or keep it dynamic";
+        return false;
+      }
+      rt::HostTensor tokens(ids.dtype, {1, n});
+      for (int64_t i = 0; i < n; ++i) {
+        if (ids.dtype == qfm::DType::I64)
+          tokens.dataAs<int64_t>()[i] = window[i];
+        else
+          tokens.dataAs<int32_t>()[i] = static_cast<int32_t>(window[i]);
+      }
+      rt::TensorMap in, out;
+      in.emplace(ids.name, std::move(tokens));
+      if (!session->run(in, out, error))
+        return false;
+      for (auto [i, info] : llvm::enumerate(outputs)) {
+        const rt::HostTensor &t = out.at(info->name);
+        if (t.dtype != qfm::DType::F32 || t.shape.empty() ||
+            t.shape.back() == 0)
+          continue;
+        int64_t cols = t.shape.back();
+        sink(i, t.dataAs<float>(), t.numElements() / cols, cols);
+      }
+    }
+    return true;
+  });
+}
+
+bool compileModel(const CompileOptions &options, std::string &error) {
+  DialectRegistry registry;
+  registerDialects(registry);
+  importer::registerImporterDialects(registry);
+  registerAllToLLVMIRTranslations(registry);
+  MLIRContext ctx(registry);
+  ctx.loadAllAvailableDialects();
+  if (options.printIRAfterAll || !options.dumpIRDir.empty())
+    ctx.disableMultithreading();
+
+  Compilation c{options, ctx};
+  ScopedDiagnosticHandler diagnostics(&ctx, [&](Diagnostic &diag) {
+    if (diag.getSeverity() != DiagnosticSeverity::Error ||
+        !c.firstError.empty())
+      return success();
+    std::string loc;
+    llvm::raw_string_ostream os(loc);
+    if (auto name = dyn_cast<NameLoc>(diag.getLocation()))
+      os << "node '" << name.getName().getValue() << "': ";
+    c.firstError = loc + diag.str();
+    return success();
+  });
+
+  if (!options.dumpIRDir.empty()) {
+    if (std::error_code ec =
+            llvm::sys::fs::create_directories(options.dumpIRDir)) {
+      error = options.dumpIRDir + ": cannot create directory: " + ec.message();
+      return false;
+    }
+  }
+
+  // 1. Import ONNX, or read graph IR that qforge-import (or a person) wrote.
+  OwningOpRef<ModuleOp> module;
+  if (StringRef(options.input).ends_with(".mlir")) {
+    if (!llvm::sys::fs::exists(options.input)) {
+      error = options.input + ": cannot open: No such file or directory";
+      return false;
+    }
+    module = parseSourceFile<ModuleOp>(options.input, &ctx);
+    if (!module) {
+      error = options.input + ": not valid graph IR" +
+              (c.firstError.empty() ? std::string() : ": " + c.firstError);
+      return false;
+    }
+  } else {
+    module =
+        importer::importONNXFile(ctx, options.input, options.import, error);
+    if (!module)
+      return false;
+  }
+  c.dumpStage(*module, "import");
+
+  // 2. Quantize, fuse, externalize weights.
+  {
+    PassManager pm(&ctx);
+    if (!options.calib.empty()) {
+      installActivationRunner();
+      CalibratePassOptions calibrate;
+      calibrate.calib = options.calib;
+      calibrate.nsamples = options.nsamples;
+      calibrate.seqlen = options.seqlen;
+      calibrate.seed = options.seed;
+      pm.addPass(createCalibratePass(calibrate));
+    }
+    OpPassManager &fpm = pm.nest<func::FuncOp>();
+    if (options.method == "rtn") {
+      QuantizeRTNPassOptions rtn;
+      rtn.bits = options.bits;
+      rtn.groupSize = options.groupSize;
+      rtn.symmetric = options.symmetric;
+      fpm.addPass(createQuantizeRTNPass(rtn));
+    } else if (options.method != "none") {
+      error = "unknown method '" + options.method + "' (none, rtn)";
+      return false;
+    }
+    fpm.addPass(createFuseDequantMatmulPass());
+    pm.addPass(createCanonicalizerPass());
+    pm.addPass(createExternalizeWeightsPass());
+    if (!c.run(pm, *module, "quantization", error))
+      return false;
+  }
+
+  // 3-4. Manifest, native code, module file.
+  nlohmann::json layers;
+  if (!emitModule(c, *module, options.output, layers, error))
     return false;
 
   if (!options.quiet) {

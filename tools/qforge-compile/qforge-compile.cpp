@@ -14,7 +14,8 @@
 using namespace llvm;
 
 static cl::OptionCategory category("qforge-compile options");
-static cl::opt<std::string> input(cl::Positional, cl::desc("<model.onnx | graph.mlir>"),
+static cl::opt<std::string> input(cl::Positional,
+                                  cl::desc("<model.onnx | graph.mlir>"),
                                   cl::Required, cl::cat(category));
 static cl::opt<std::string> output("o", cl::desc("Output module (.qfm)"),
                                    cl::value_desc("file"), cl::Required,
@@ -58,6 +59,21 @@ static cl::opt<std::string> emitPTX("emit-ptx",
                                     cl::desc("Also write the PTX of each CUDA "
                                              "target to DIR"),
                                     cl::value_desc("dir"), cl::cat(category));
+static cl::opt<std::string>
+    calib("calib",
+          cl::desc("Calibration text: attach each linear layer's input "
+                   "statistics (qf-calibrate) before quantizing"),
+          cl::value_desc("file"), cl::init(""), cl::cat(category));
+static cl::opt<int64_t> nsamples("nsamples",
+                                 cl::desc("Calibration windows (default 128)"),
+                                 cl::init(128), cl::cat(category));
+static cl::opt<int64_t> seqlen("seqlen",
+                               cl::desc("Bytes per calibration window "
+                                        "(default 256)"),
+                               cl::init(256), cl::cat(category));
+static cl::opt<uint64_t> seed("seed",
+                              cl::desc("Seed of the calibration sampler"),
+                              cl::init(0), cl::cat(category));
 static cl::opt<bool> quiet("quiet", cl::desc("Print nothing on success"),
                            cl::cat(category));
 
@@ -84,6 +100,10 @@ int main(int argc, char **argv) {
   options.dumpIRDir = dumpIR;
   options.emitPTXDir = emitPTX;
   options.quiet = quiet;
+  options.calib = calib;
+  options.nsamples = nsamples;
+  options.seqlen = seqlen;
+  options.seed = seed;
   std::string error;
   if (!qforge::parseTargets(target, options.targets, error))
     return fail(error);

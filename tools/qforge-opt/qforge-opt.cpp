@@ -6,6 +6,7 @@
 
 #include "dialects/qf/QFDialect.h"
 #include "passes/Passes.h"
+#include "qforge/Compiler/Compiler.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -16,6 +17,7 @@
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   qforge::registerPasses();
+  qforge::installActivationRunner(); // qf-calibrate compiles and runs models
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);

@@ -37,7 +37,16 @@ struct CompileOptions {
   std::string dumpIRDir; // one numbered file per pass
   std::string emitPTXDir;
   bool quiet = false;
+  /// Calibration (qf-calibrate) when `calib` names a text file.
+  std::string calib;
+  int64_t nsamples = 128, seqlen = 256;
+  uint64_t seed = 0;
 };
+
+/// Installs the executor qf-calibrate uses in this process: it compiles a
+/// module for the CPU into a temporary file and runs it with the runtime.
+/// qforge-compile does this itself; qforge-opt calls it at start-up.
+void installActivationRunner();
 
 /// Parses "cpu,cuda:sm_90" into targets; returns false with `error` on bad
 /// input.

@@ -1,0 +1,165 @@
+//===- Calibrate.cpp - qf-calibrate: input statistics of linear layers ----===//
+//
+// Part of the qforge project.
+//
+//===----------------------------------------------------------------------===//
+//
+// Draws token windows from the calibration text, runs a copy of the model
+// that also returns the input X of every constant linear, and attaches
+// per-linear statistics (`qf.calib`: rows, mean |x|, XᵀX / rows) that the
+// GPTQ and AWQ passes consume. Numerics are
+// qforge::qforge::quant::ActivationStats.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Calibrate.h"
+#include "passes/Passes.h"
+#include "passes/WeightRewrite.h"
+#include "qforge/Quant/Hessian.h"
+
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+#include <random>
+
+namespace qforge {
+#define GEN_PASS_DEF_CALIBRATEPASS
+#include "passes/Passes.h.inc"
+} // namespace qforge
+
+using namespace mlir;
+using namespace qforge;
+
+static ActivationRunner &runnerSlot() {
+  static ActivationRunner runner;
+  return runner;
+}
+
+void qforge::setActivationRunner(ActivationRunner runner) {
+  runnerSlot() = std::move(runner);
+}
+
+namespace {
+
+/// Result attributes of `func` with one more `qf.name` entry per extra result.
+void nameExtraResults(func::FuncOp func, unsigned oldCount,
+                      ArrayRef<std::string> names) {
+  MLIRContext *ctx = func.getContext();
+  SmallVector<DictionaryAttr> attrs;
+  for (unsigned i = 0; i < oldCount; ++i)
+    attrs.push_back(func.getResultAttrDict(i) ? func.getResultAttrDict(i)
+                                              : DictionaryAttr::get(ctx, {}));
+  for (const std::string &name : names)
+    attrs.push_back(DictionaryAttr::get(
+        ctx, {NamedAttribute(StringAttr::get(ctx, "qf.name"),
+                             StringAttr::get(ctx, name))}));
+  func.setAllResultAttrs(attrs);
+}
+
+struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
+  using CalibratePassBase::CalibratePassBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    auto fail = [&](const Twine &message) {
+      module.emitError("qf-calibrate: ") << message;
+      signalPassFailure();
+    };
+    if (calib.empty())
+      return fail("no calibration text given (option calib)");
+    if (nsamples < 1 || seqlen < 2)
+      return fail("nsamples must be at least 1 and seqlen at least 2");
+    auto main = module.lookupSymbol<func::FuncOp>("main");
+    if (!main)
+      return fail("the module has no @main");
+    if (!runnerSlot())
+      return fail("no model executor is installed (run it from qforge-compile "
+                  "or qforge-opt)");
+
+    llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> text =
+        llvm::MemoryBuffer::getFile(calib.getValue(), /*IsText=*/false);
+    if (!text)
+      return fail("calibration text '" + calib +
+                  "': cannot open: " + text.getError().message());
+    StringRef bytes = (*text)->getBuffer();
+    if (int64_t(bytes.size()) < seqlen)
+      return fail("calibration text '" + calib + "' has " +
+                  Twine(bytes.size()) +
+                  " bytes, fewer than seqlen = " + Twine(seqlen));
+
+    // Windows start uniformly in [0, size - seqlen], from the seed.
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<int64_t> pick(0, bytes.size() - seqlen);
+    std::vector<std::vector<int64_t>> windows(nsamples);
+    for (std::vector<int64_t> &w : windows) {
+      int64_t start = pick(rng);
+      for (int64_t i = 0; i < seqlen; ++i)
+        w.push_back(static_cast<unsigned char>(bytes[start + i]));
+    }
+
+    std::vector<LinearWeight> linears = findConstantLinears(main);
+    if (linears.empty())
+      return;
+
+    // A copy whose @main also returns each linear's input.
+    OwningOpRef<ModuleOp> copy = cast<ModuleOp>(module->clone());
+    auto copyMain = copy->lookupSymbol<func::FuncOp>("main");
+    std::vector<LinearWeight> copyLinears = findConstantLinears(copyMain);
+    auto ret = cast<func::ReturnOp>(copyMain.getBody().back().getTerminator());
+    unsigned firstExtra = ret.getNumOperands();
+    SmallVector<Value> results(ret.getOperands());
+    std::vector<std::string> names;
+    for (auto [i, linear] : llvm::enumerate(copyLinears)) {
+      results.push_back(linear.matmul.getA());
+      names.push_back("qf.calib." + std::to_string(i));
+    }
+    ret->setOperands(results);
+    copyMain.setType(FunctionType::get(&getContext(),
+                                       copyMain.getArgumentTypes(),
+                                       ValueRange(results).getTypes()));
+    nameExtraResults(copyMain, firstExtra, names);
+
+    std::vector<qforge::quant::ActivationStats> stats;
+    for (const LinearWeight &linear : linears)
+      stats.emplace_back(linear.cols);
+    std::string shapeError;
+    auto sink = [&](unsigned index, const float *data, int64_t rows,
+                    int64_t cols) {
+      if (index < firstExtra || index - firstExtra >= stats.size())
+        return;
+      qforge::quant::ActivationStats &s = stats[index - firstExtra];
+      if (cols != s.channels()) {
+        shapeError = "layer input has " + std::to_string(cols) +
+                     " channels, expected " + std::to_string(s.channels());
+        return;
+      }
+      s.add(data, rows, cols);
+    };
+    std::string error;
+    if (!runnerSlot()(copy.get(), windows, sink, error))
+      return fail(error);
+    if (!shapeError.empty())
+      return fail(shapeError);
+
+    Builder b(&getContext());
+    for (auto [linear, s] : llvm::zip(linears, stats)) {
+      int64_t k = s.channels();
+      std::vector<double> xtx = s.hessian(1.0);
+      std::vector<float> xtx32(xtx.begin(), xtx.end());
+      std::vector<float> meanAbs = s.meanAbs();
+      auto vecType = RankedTensorType::get({k}, b.getF32Type());
+      auto matType = RankedTensorType::get({k, k}, b.getF32Type());
+      auto xtxAttr = DenseResourceElementsAttr::get(
+          matType, linear.name + ".xtx",
+          HeapAsmResourceBlob::allocateAndCopyInferAlign(
+              ArrayRef<float>(xtx32)));
+      NamedAttribute entries[] = {
+          b.getNamedAttr("mean_abs", DenseElementsAttr::get(
+                                         vecType, ArrayRef<float>(meanAbs))),
+          b.getNamedAttr("rows", b.getI64IntegerAttr(s.rows())),
+          b.getNamedAttr("xtx", xtxAttr)};
+      linear.matmul->setAttr("qf.calib", b.getDictionaryAttr(entries));
+    }
+  }
+};
+} // namespace

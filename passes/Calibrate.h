@@ -1,0 +1,45 @@
+//===- Calibrate.h - Executing a model for qf-calibrate ---------*- C++ -*-===//
+//
+// Part of the qforge project.
+//
+//===----------------------------------------------------------------------===//
+//
+// qf-calibrate needs to compile and run a model, which is the compiler
+// driver's job (lib/codegen), a layer above the passes. The driver installs
+// an ActivationRunner; the pass hands it an instrumented module and the token
+// windows, and receives every float result of every window.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QFORGE_PASSES_CALIBRATE_H
+#define QFORGE_PASSES_CALIBRATE_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace qforge {
+
+/// Receives result `index` of one run: `rows` x `cols` row-major floats (the
+/// result flattened to its last dimension).
+using ActivationSink = llvm::function_ref<void(
+    unsigned index, const float *data, int64_t rows, int64_t cols)>;
+
+/// Compiles `module` (a copy the runner may change) for the CPU and runs its
+/// @main once per window, feeding the window as the one non-weight input
+/// (shape [1, window size]); reports every result through `sink`. Returns
+/// false with a one-line `error` on failure.
+using ActivationRunner = std::function<bool(
+    mlir::ModuleOp module, const std::vector<std::vector<int64_t>> &windows,
+    ActivationSink sink, std::string &error)>;
+
+/// Installs the runner qf-calibrate uses (the compiler driver does this).
+void setActivationRunner(ActivationRunner runner);
+
+} // namespace qforge
+
+#endif // QFORGE_PASSES_CALIBRATE_H
