@@ -24,6 +24,35 @@ def QuantizeRTNPass : Pass<"qf-quantize-rtn", "::mlir::func::FuncOp"> {
            "Input channels per scale; -1 per channel, 0 per tensor">,
     Option<"symmetric", "symmetric", "bool", "true",
            "Symmetric codes (no zero points); false stores a zero point per scale">,
+    Option<"clip", "clip", "bool", "false",
+           "Search each scale's range, shrunk by 1.00 down to 0.80, for the least weight MSE">,
+  ];
+  let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
+}
+
+def QuantizeGPTQPass : Pass<"qf-gptq", "::mlir::func::FuncOp"> {
+  let summary = "Rewrite linear weights with GPTQ, using the statistics of qf-calibrate";
+  let description = [{
+    For every constant linear (as qf-quantize-rtn finds them) quantizes the weight column by
+    column, compensating each column's rounding error in the columns not yet quantized
+    through the inverse Hessian H⁻¹ of the layer's calibration inputs (H ∝ XᵀX from
+    `qf.calib`): damping `damp` · mean(diag H), upper Cholesky factor of H⁻¹, lazy updates
+    in blocks of `block-size` columns. With `act-order` columns go in order of descending
+    diag H and the group parameters are fixed up front (static groups), so the codes keep
+    the ordinary layout and inference needs no permutation. Produces the same qf ops as
+    qf-quantize-rtn, plus `qf.output_error` = ‖XWᵀ − XŴᵀ‖/‖XWᵀ‖ on the calibration inputs.
+    A linear without `qf.calib` is an error.
+  }];
+  let options = [
+    Option<"bits", "bits", "unsigned", "4", "Code width: 2, 3, 4 or 8">,
+    Option<"groupSize", "group-size", "int64_t", "128",
+           "Input channels per scale; -1 per channel, 0 per tensor">,
+    Option<"symmetric", "symmetric", "bool", "true",
+           "Symmetric codes (no zero points); false stores a zero point per scale">,
+    Option<"damp", "damp", "double", "0.01", "Damping, a fraction of mean(diag H)">,
+    Option<"blockSize", "block-size", "int64_t", "128", "Columns per lazy-update block">,
+    Option<"actOrder", "act-order", "bool", "false",
+           "Quantize columns by descending diag H (static groups)">,
   ];
   let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
 }

@@ -7,6 +7,7 @@
 #include "passes/Passes.h"
 #include "passes/WeightRewrite.h"
 
+#include "qforge/Quant/Clip.h"
 #include "qforge/Quant/RTN.h"
 
 namespace qforge {
@@ -32,32 +33,15 @@ struct QuantizeRTNPass
       return signalPassFailure();
 
     OpBuilder b(ctx);
+    qforge::quant::Scheme qs = toQuantScheme(scheme);
     for (LinearWeight &linear : findConstantLinears(getOperation())) {
-      qforge::quant::Scheme qs = toQuantScheme(scheme);
       std::vector<float> weight = linear.load();
-      qforge::quant::AffineQuantized q = qforge::quant::quantizeRTN(
-          weight.data(), linear.rows, linear.cols, qs);
-      b.setInsertionPoint(linear.matmul);
-      Location loc = linear.matmul.getLoc();
-      int64_t scaleRows = scheme.scaleRows(linear.rows);
-      int64_t groups = scheme.groupsPerRow(linear.cols);
-      QuantizedWeight w;
-      w.scheme = scheme;
-      w.codes = createResourceConst<uint32_t>(
-          b, loc, linear.name + ".codes", q.codes,
-          {linear.rows, scheme.wordsPerRow(linear.cols)}, b.getI32Type());
-      w.scales =
-          createResourceConst<float>(b, loc, linear.name + ".scales", q.scales,
-                                     {scaleRows, groups}, b.getF32Type());
-      if (scheme.hasZeroPoints())
-        w.zeroPoints = createResourceConst<uint8_t>(
-            b, loc, linear.name + ".zero_points", q.zeroPoints,
-            {scaleRows, groups}, b.getI8Type());
-      qf::DequantizeOp dq = replaceWithDequantized(b, linear, w);
-      std::vector<float> decoded = qforge::quant::dequantize(q);
-      dq->setAttr("qf.weight_error",
-                  b.getF64FloatAttr(qforge::quant::relativeError(
-                      weight.data(), decoded.data(), decoded.size())));
+      rewriteAffine(b, linear, scheme,
+                    clip ? qforge::quant::quantizeRTNClipped(
+                               weight.data(), linear.rows, linear.cols, qs)
+                         : qforge::quant::quantizeRTN(
+                               weight.data(), linear.rows, linear.cols, qs),
+                    weight);
     }
   }
 };

@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "passes/WeightRewrite.h"
+#include "qforge/Quant/AWQ.h"
 
 #include "mlir/Dialect/Tosa/Utils/ConversionUtils.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
@@ -27,14 +28,14 @@ quant::Scheme toQuantScheme(qf::SchemeAttr s) {
   quant::Scheme q;
   q.bits = s.getBits();
   q.symmetric = s.getSymmetric();
-  q.groupSize = s.getGroupSize();
   q.granularity = s.isPerTensor()    ? quant::Granularity::PerTensor
                   : s.isPerChannel() ? quant::Granularity::PerChannel
                                      : quant::Granularity::Group;
+  q.groupSize =
+      q.granularity == quant::Granularity::Group ? s.getGroupSize() : 0;
   return q;
 }
 
-/// Reads the f32 contents of a dense or dense_resource constant.
 /// The f32 contents of a constant weight attribute, without a copy when it
 /// is a resource blob; nullopt for other element types or a missing blob.
 static std::optional<ArrayRef<float>> viewFloats(Attribute attr) {
@@ -158,6 +159,69 @@ qf::DequantizeOp replaceWithDequantized(OpBuilder &b, LinearWeight &linear,
     if (!next)
       break;
     old = next;
+  }
+  return dq;
+}
+
+static std::vector<float> readFloatsOf(Attribute attr) {
+  if (std::optional<ArrayRef<float>> data = viewFloats(attr))
+    return std::vector<float>(data->begin(), data->end());
+  if (auto dense = dyn_cast<DenseFPElementsAttr>(attr)) {
+    auto values = dense.getValues<float>();
+    return std::vector<float>(values.begin(), values.end());
+  }
+  return {};
+}
+
+FailureOr<std::vector<double>> calibrationGram(const LinearWeight &linear,
+                                               std::string &error) {
+  auto calib = linear.matmul->getAttrOfType<DictionaryAttr>("qf.calib");
+  std::vector<float> xtx =
+      calib ? readFloatsOf(calib.get("xtx")) : std::vector<float>();
+  if (xtx.size() != size_t(linear.cols) * size_t(linear.cols)) {
+    error = "layer '" + linear.name +
+            "' has no calibration statistics (compile with --calib FILE, or "
+            "run qf-calibrate first)";
+    return failure();
+  }
+  return std::vector<double>(xtx.begin(), xtx.end());
+}
+
+qf::DequantizeOp rewriteAffine(OpBuilder &b, LinearWeight &linear,
+                               qf::SchemeAttr scheme,
+                               const quant::AffineQuantized &q,
+                               ArrayRef<float> weight) {
+  b.setInsertionPoint(linear.matmul);
+  Location loc = linear.matmul.getLoc();
+  QuantizedWeight w;
+  w.scheme = scheme;
+  w.codes = createResourceConst<uint32_t>(
+      b, loc, linear.name + ".codes", q.codes,
+      {linear.rows, scheme.wordsPerRow(linear.cols)}, b.getI32Type());
+  int64_t scaleRows = scheme.scaleRows(linear.rows);
+  int64_t groups = scheme.groupsPerRow(linear.cols);
+  w.scales =
+      createResourceConst<float>(b, loc, linear.name + ".scales", q.scales,
+                                 {scaleRows, groups}, b.getF32Type());
+  if (scheme.hasZeroPoints())
+    w.zeroPoints = createResourceConst<uint8_t>(
+        b, loc, linear.name + ".zero_points", q.zeroPoints, {scaleRows, groups},
+        b.getI8Type());
+  std::string ignored;
+  FailureOr<std::vector<double>> gram = calibrationGram(linear, ignored);
+  qf::DequantizeOp dq = replaceWithDequantized(b, linear, w);
+  std::vector<float> decoded = quant::dequantize(q);
+  dq->setAttr("qf.weight_error",
+              b.getF64FloatAttr(quant::relativeError(
+                  weight.data(), decoded.data(), decoded.size())));
+  if (succeeded(gram)) {
+    std::vector<float> zero(weight.size(), 0.0f);
+    double err = quant::outputSquaredError(
+        weight.data(), decoded.data(), linear.rows, linear.cols, gram->data());
+    double ref = quant::outputSquaredError(
+        weight.data(), zero.data(), linear.rows, linear.cols, gram->data());
+    dq->setAttr("qf.output_error",
+                b.getF64FloatAttr(ref > 0 ? std::sqrt(err / ref) : 0.0));
   }
   return dq;
 }

@@ -15,6 +15,7 @@
 #define QFORGE_PASSES_WEIGHTREWRITE_H
 
 #include "dialects/qf/QFDialect.h"
+#include "qforge/Quant/RTN.h"
 #include "qforge/Quant/Scheme.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -66,6 +67,22 @@ struct QuantizedWeight {
 qf::DequantizeOp replaceWithDequantized(mlir::OpBuilder &b,
                                         LinearWeight &linear,
                                         const QuantizedWeight &q);
+
+/// Replaces `linear`'s weight with the affine quantized matrix `q` (codes,
+/// scales and zero points become resource constants) and records on the
+/// qf.dequantize the weight error ‖W − Ŵ‖/‖W‖ against `weight` (N x K,
+/// `qf.weight_error`) and, when the matmul carries `qf.calib`, the output
+/// error ‖XWᵀ − XŴᵀ‖/‖XWᵀ‖ on the calibration activations
+/// (`qf.output_error`).
+qf::DequantizeOp rewriteAffine(mlir::OpBuilder &b, LinearWeight &linear,
+                               qf::SchemeAttr scheme,
+                               const quant::AffineQuantized &q,
+                               llvm::ArrayRef<float> weight);
+
+/// XᵀX / rows from a linear's `qf.calib` (K x K, double), or failure with
+/// a message naming the layer when it has no calibration statistics.
+mlir::FailureOr<std::vector<double>> calibrationGram(const LinearWeight &linear,
+                                                     std::string &error);
 
 /// The lib/quant view of an affine qf scheme.
 quant::Scheme toQuantScheme(qf::SchemeAttr scheme);

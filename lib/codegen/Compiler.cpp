@@ -23,6 +23,7 @@
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -288,6 +289,7 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
       bytes += weightSize.lookup(v);
     auto name = op->getAttrOfType<StringAttr>("qf.layer");
     auto err = op->getAttrOfType<FloatAttr>("qf.weight_error");
+    auto outErr = op->getAttrOfType<FloatAttr>("qf.output_error");
     qf::SchemeAttr s = op.getScheme();
     layers.push_back({{"name", name ? name.str() : "?"},
                       {"method", options.method},
@@ -297,6 +299,8 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
                       {"cols", op.getK()},
                       {"bytes", bytes},
                       {"error", err ? err.getValueAsDouble() : 0.0}});
+    if (outErr)
+      layers.back()["output_error"] = outErr.getValueAsDouble();
   });
 
   // 4. Lower and emit native code per target.
@@ -509,6 +513,12 @@ bool compileModel(const CompileOptions &options, std::string &error) {
   // 2. Quantize, fuse, externalize weights.
   {
     PassManager pm(&ctx);
+    if (options.method == "gptq" && options.calib.empty()) {
+      error = "--method " + options.method +
+              " needs calibration text: pass --calib FILE (e.g. "
+              "models/data/calib.txt)";
+      return false;
+    }
     if (!options.calib.empty()) {
       installActivationRunner();
       CalibratePassOptions calibrate;
@@ -524,9 +534,17 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       rtn.bits = options.bits;
       rtn.groupSize = options.groupSize;
       rtn.symmetric = options.symmetric;
+      rtn.clip = options.clip;
       fpm.addPass(createQuantizeRTNPass(rtn));
+    } else if (options.method == "gptq") {
+      QuantizeGPTQPassOptions gptq;
+      gptq.bits = options.bits;
+      gptq.groupSize = options.groupSize;
+      gptq.symmetric = options.symmetric;
+      gptq.actOrder = options.actOrder;
+      fpm.addPass(createQuantizeGPTQPass(gptq));
     } else if (options.method != "none") {
-      error = "unknown method '" + options.method + "' (none, rtn)";
+      error = "unknown method '" + options.method + "' (none, rtn, gptq)";
       return false;
     }
     fpm.addPass(createFuseDequantMatmulPass());
@@ -542,15 +560,24 @@ bool compileModel(const CompileOptions &options, std::string &error) {
     return false;
 
   if (!options.quiet) {
-    llvm::outs() << llvm::format("%-28s %-6s %4s %6s %12s %10s\n", "layer",
-                                 "method", "bits", "group", "bytes", "w-error");
-    for (const auto &l : layers)
-      llvm::outs() << llvm::format(
-          "%-28s %-6s %4d %6lld %12lld %10.3e\n",
-          l["name"].get<std::string>().c_str(),
-          l["method"].get<std::string>().c_str(), l["bits"].get<int>(),
-          (long long)l["group_size"].get<int64_t>(),
-          (long long)l["bytes"].get<int64_t>(), l["error"].get<double>());
+    // w-error: ‖W − Ŵ‖/‖W‖; out-error: ‖XWᵀ − XŴᵀ‖/‖XWᵀ‖ on the
+    // calibration inputs (with --calib).
+    llvm::outs() << llvm::format("%-28s %-6s %4s %6s %12s %10s %10s\n", "layer",
+                                 "method", "bits", "group", "bytes", "w-error",
+                                 "out-error");
+    for (const auto &l : layers) {
+      std::string outErr =
+          l.contains("output_error")
+              ? llvm::formatv("{0:e3}", l["output_error"].get<double>()).str()
+              : "-";
+      llvm::outs() << llvm::format("%-28s %-6s %4d %6lld %12lld %10.3e %10s\n",
+                                   l["name"].get<std::string>().c_str(),
+                                   l["method"].get<std::string>().c_str(),
+                                   l["bits"].get<int>(),
+                                   (long long)l["group_size"].get<int64_t>(),
+                                   (long long)l["bytes"].get<int64_t>(),
+                                   l["error"].get<double>(), outErr.c_str());
+    }
     llvm::outs() << "wrote " << options.output << "\n";
   }
   return true;

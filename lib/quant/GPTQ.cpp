@@ -168,7 +168,8 @@ GPTQResult quantizeGPTQ(const float *w, int64_t rows, int64_t cols,
 
   std::vector<uint8_t> codes(static_cast<size_t>(N * K));
   result.reconstructed.assign(static_cast<size_t>(N * K), 0.0f);
-  std::vector<float> groupValues(static_cast<size_t>(groupSize));
+  std::vector<float> groupValues(dynamicGroups ? static_cast<size_t>(groupSize)
+                                               : 0);
   std::vector<double> errors;
   const int64_t groups = scheme.numGroups(K);
   double loss = 0.0;

@@ -20,9 +20,10 @@ static cl::opt<std::string> input(cl::Positional,
 static cl::opt<std::string> output("o", cl::desc("Output module (.qfm)"),
                                    cl::value_desc("file"), cl::Required,
                                    cl::cat(category));
-static cl::opt<std::string> method("method",
-                                   cl::desc("Quantization method: none, rtn"),
-                                   cl::init("rtn"), cl::cat(category));
+static cl::opt<std::string> method(
+    "method",
+    cl::desc("Quantization method: none, rtn, gptq (gptq needs --calib)"),
+    cl::init("rtn"), cl::cat(category));
 static cl::opt<unsigned> bits("bits", cl::desc("Code width: 2, 3, 4 or 8"),
                               cl::init(4), cl::cat(category));
 static cl::opt<int64_t>
@@ -74,6 +75,14 @@ static cl::opt<int64_t> seqlen("seqlen",
 static cl::opt<uint64_t> seed("seed",
                               cl::desc("Seed of the calibration sampler"),
                               cl::init(0), cl::cat(category));
+static cl::opt<bool> clip("clip",
+                          cl::desc("rtn: search each scale's range for the "
+                                   "least weight MSE"),
+                          cl::cat(category));
+static cl::opt<bool> actOrder("act-order",
+                              cl::desc("gptq: quantize columns by descending "
+                                       "diag H (static groups)"),
+                              cl::cat(category));
 static cl::opt<bool> quiet("quiet", cl::desc("Print nothing on success"),
                            cl::cat(category));
 
@@ -101,6 +110,8 @@ int main(int argc, char **argv) {
   options.emitPTXDir = emitPTX;
   options.quiet = quiet;
   options.calib = calib;
+  options.clip = clip;
+  options.actOrder = actOrder;
   options.nsamples = nsamples;
   options.seqlen = seqlen;
   options.seed = seed;

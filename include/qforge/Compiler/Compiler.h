@@ -26,7 +26,9 @@ struct CompileTarget {
 
 struct CompileOptions {
   std::string input, output;
-  std::string method = "rtn"; // none | rtn
+  std::string method = "rtn"; // none | rtn | gptq
+  bool clip = false;          // rtn: MSE clipping search
+  bool actOrder = false;      // gptq: descending diag H, static groups
   unsigned bits = 4;
   int64_t groupSize = 128; // -1 per channel, 0 per tensor
   bool symmetric = true;
