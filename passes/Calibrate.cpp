@@ -17,7 +17,6 @@
 #include "passes/WeightRewrite.h"
 #include "qforge/Quant/Hessian.h"
 
-#include "mlir/IR/DialectResourceBlobManager.h"
 #include "llvm/Support/MemoryBuffer.h"
 
 #include <random>
@@ -143,22 +142,11 @@ struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
 
     Builder b(&getContext());
     for (auto [linear, s] : llvm::zip(linears, stats)) {
-      int64_t k = s.channels();
       std::vector<double> xtx = s.hessian(1.0);
-      std::vector<float> xtx32(xtx.begin(), xtx.end());
-      std::vector<float> meanAbs = s.meanAbs();
-      auto vecType = RankedTensorType::get({k}, b.getF32Type());
-      auto matType = RankedTensorType::get({k, k}, b.getF32Type());
-      auto xtxAttr = DenseResourceElementsAttr::get(
-          matType, linear.name + ".xtx",
-          HeapAsmResourceBlob::allocateAndCopyInferAlign(
-              ArrayRef<float>(xtx32)));
-      NamedAttribute entries[] = {
-          b.getNamedAttr("mean_abs", DenseElementsAttr::get(
-                                         vecType, ArrayRef<float>(meanAbs))),
-          b.getNamedAttr("rows", b.getI64IntegerAttr(s.rows())),
-          b.getNamedAttr("xtx", xtxAttr)};
-      linear.matmul->setAttr("qf.calib", b.getDictionaryAttr(entries));
+      linear.matmul->setAttr(
+          "qf.calib", makeCalibAttr(b, linear.name + ".xtx", s.rows(),
+                                    std::vector<float>(xtx.begin(), xtx.end()),
+                                    s.meanAbs()));
     }
   }
 };

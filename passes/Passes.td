@@ -57,6 +57,33 @@ def QuantizeGPTQPass : Pass<"qf-gptq", "::mlir::func::FuncOp"> {
   let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
 }
 
+def QuantizeAWQPass : Pass<"qf-awq", "::mlir::func::FuncOp"> {
+  let summary = "Activation-aware weight quantization, using the statistics of qf-calibrate";
+  let description = [{
+    Groups the constant linears by their shared input X (q/k/v; gate/up), and per group
+    searches per-input-channel scales s = s_x^α (s_x = mean |x| from `qf.calib`, normalised)
+    over `grid` values of α in [0, 1), scoring each α by the output error of the group's
+    quantized W·diag(s) on the calibration statistics, then (with `clip`) a per-group
+    range-shrink search. The inverse scale is folded into the op that makes X when that is
+    a multiplication by a constant vector (RMSNorm's weight); otherwise an explicit
+    `tosa.mul` by 1/s is inserted before the group's matmuls. The group's `qf.calib` is
+    rescaled to the new input. With `quantize=false` the scaled weights stay float, so
+    the model computes the same function (a check of the folding).
+  }];
+  let options = [
+    Option<"bits", "bits", "unsigned", "4", "Code width: 2, 3, 4 or 8">,
+    Option<"groupSize", "group-size", "int64_t", "128",
+           "Input channels per scale; -1 per channel, 0 per tensor">,
+    Option<"symmetric", "symmetric", "bool", "true",
+           "Symmetric codes (no zero points); false stores a zero point per scale">,
+    Option<"grid", "grid", "int64_t", "20", "Number of alpha values, alpha = i / grid">,
+    Option<"clip", "clip", "bool", "true", "Search weight clipping after scaling">,
+    Option<"quantize", "quantize", "bool", "true",
+           "Quantize the scaled weights; false only applies and folds the scales">,
+  ];
+  let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
+}
+
 def CalibratePass : Pass<"qf-calibrate", "::mlir::ModuleOp"> {
   let summary = "Attach input statistics of every linear layer, measured on calibration text";
   let description = [{

@@ -163,7 +163,7 @@ qf::DequantizeOp replaceWithDequantized(OpBuilder &b, LinearWeight &linear,
   return dq;
 }
 
-static std::vector<float> readFloatsOf(Attribute attr) {
+std::vector<float> readFloatsOf(Attribute attr) {
   if (std::optional<ArrayRef<float>> data = viewFloats(attr))
     return std::vector<float>(data->begin(), data->end());
   if (auto dense = dyn_cast<DenseFPElementsAttr>(attr)) {
@@ -224,6 +224,32 @@ qf::DequantizeOp rewriteAffine(OpBuilder &b, LinearWeight &linear,
                 b.getF64FloatAttr(ref > 0 ? std::sqrt(err / ref) : 0.0));
   }
   return dq;
+}
+
+DictionaryAttr makeCalibAttr(Builder &b, StringRef name, int64_t rows,
+                             ArrayRef<float> xtx, ArrayRef<float> meanAbs) {
+  int64_t k = static_cast<int64_t>(meanAbs.size());
+  auto vecType = RankedTensorType::get({k}, b.getF32Type());
+  auto matType = RankedTensorType::get({k, k}, b.getF32Type());
+  NamedAttribute entries[] = {
+      b.getNamedAttr("mean_abs", DenseElementsAttr::get(vecType, meanAbs)),
+      b.getNamedAttr("rows", b.getI64IntegerAttr(rows)),
+      b.getNamedAttr("xtx",
+                     DenseResourceElementsAttr::get(
+                         matType, sanitizeName(name),
+                         HeapAsmResourceBlob::allocateAndCopyInferAlign(xtx)))};
+  return b.getDictionaryAttr(entries);
+}
+
+int64_t calibrationRows(const LinearWeight &linear) {
+  auto calib = linear.matmul->getAttrOfType<DictionaryAttr>("qf.calib");
+  auto rows = calib ? calib.getAs<IntegerAttr>("rows") : IntegerAttr();
+  return rows ? rows.getInt() : 0;
+}
+
+std::vector<float> calibrationMeanAbs(const LinearWeight &linear) {
+  auto calib = linear.matmul->getAttrOfType<DictionaryAttr>("qf.calib");
+  return calib ? readFloatsOf(calib.get("mean_abs")) : std::vector<float>();
 }
 
 } // namespace qforge

@@ -84,6 +84,21 @@ qf::DequantizeOp rewriteAffine(mlir::OpBuilder &b, LinearWeight &linear,
 mlir::FailureOr<std::vector<double>> calibrationGram(const LinearWeight &linear,
                                                      std::string &error);
 
+/// The `qf.calib` dictionary of a linear whose inputs had (1/rows) XᵀX =
+/// `xtx` (K x K) and mean |x| = `meanAbs`; `name` names the xtx blob.
+mlir::DictionaryAttr makeCalibAttr(mlir::Builder &b, llvm::StringRef name,
+                                   int64_t rows, llvm::ArrayRef<float> xtx,
+                                   llvm::ArrayRef<float> meanAbs);
+
+/// The rows and mean |x| of a linear's `qf.calib` (which calibrationGram
+/// has checked), for AWQ.
+int64_t calibrationRows(const LinearWeight &linear);
+std::vector<float> calibrationMeanAbs(const LinearWeight &linear);
+
+/// The f32 contents of a dense or dense_resource constant; empty for other
+/// attributes.
+std::vector<float> readFloatsOf(mlir::Attribute attr);
+
 /// The lib/quant view of an affine qf scheme.
 quant::Scheme toQuantScheme(qf::SchemeAttr scheme);
 

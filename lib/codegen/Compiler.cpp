@@ -513,7 +513,8 @@ bool compileModel(const CompileOptions &options, std::string &error) {
   // 2. Quantize, fuse, externalize weights.
   {
     PassManager pm(&ctx);
-    if (options.method == "gptq" && options.calib.empty()) {
+    if ((options.method == "gptq" || options.method == "awq") &&
+        options.calib.empty()) {
       error = "--method " + options.method +
               " needs calibration text: pass --calib FILE (e.g. "
               "models/data/calib.txt)";
@@ -543,8 +544,14 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       gptq.symmetric = options.symmetric;
       gptq.actOrder = options.actOrder;
       fpm.addPass(createQuantizeGPTQPass(gptq));
+    } else if (options.method == "awq") {
+      QuantizeAWQPassOptions awq;
+      awq.bits = options.bits;
+      awq.groupSize = options.groupSize;
+      awq.symmetric = options.symmetric;
+      fpm.addPass(createQuantizeAWQPass(awq));
     } else if (options.method != "none") {
-      error = "unknown method '" + options.method + "' (none, rtn, gptq)";
+      error = "unknown method '" + options.method + "' (none, rtn, gptq, awq)";
       return false;
     }
     fpm.addPass(createFuseDequantMatmulPass());

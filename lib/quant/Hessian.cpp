@@ -16,6 +16,23 @@ ActivationStats::ActivationStats(int64_t channels)
       upper_(static_cast<size_t>(channels * channels), 0.0),
       sumAbs_(static_cast<size_t>(channels), 0.0) {}
 
+ActivationStats
+ActivationStats::fromSummary(int64_t rows,
+                             const std::vector<double> &gramOverRows,
+                             const std::vector<float> &meanAbs) {
+  const int64_t K = static_cast<int64_t>(meanAbs.size());
+  assert(gramOverRows.size() == static_cast<size_t>(K * K) && rows >= 0);
+  ActivationStats s(K);
+  s.rows_ = rows;
+  const double n = static_cast<double>(rows);
+  for (int64_t i = 0; i < K; ++i) {
+    s.sumAbs_[i] = meanAbs[i] * n;
+    for (int64_t j = i; j < K; ++j)
+      s.upper_[i * K + j] = gramOverRows[i * K + j] * n;
+  }
+  return s;
+}
+
 void ActivationStats::add(const float *x, int64_t rows, int64_t k) {
   assert(k == channels_ && "channel count mismatch");
   (void)k;

@@ -55,4 +55,15 @@ TEST(ActivationStatsTest, BatchesAccumulate) {
       ASSERT_EQ(g[i * k + j], g[j * k + i]);
 }
 
+// The summary qf-calibrate stores (XᵀX / rows, mean |x|, rows) restores the
+// statistics: the hand-checked case above round-trips.
+TEST(ActivationStatsTest, FromSummary) {
+  ActivationStats s =
+      ActivationStats::fromSummary(2, {5.0, -0.5, -0.5, 2.5}, {2.0f, 1.5f});
+  EXPECT_EQ(s.rows(), 2);
+  EXPECT_EQ(s.channels(), 2);
+  EXPECT_EQ(s.gram(), (std::vector<double>{10.0, -1.0, -1.0, 5.0}));
+  EXPECT_EQ(s.meanAbs(), (std::vector<float>{2.0f, 1.5f}));
+}
+
 } // namespace

@@ -20,10 +20,11 @@ static cl::opt<std::string> input(cl::Positional,
 static cl::opt<std::string> output("o", cl::desc("Output module (.qfm)"),
                                    cl::value_desc("file"), cl::Required,
                                    cl::cat(category));
-static cl::opt<std::string> method(
-    "method",
-    cl::desc("Quantization method: none, rtn, gptq (gptq needs --calib)"),
-    cl::init("rtn"), cl::cat(category));
+static cl::opt<std::string>
+    method("method",
+           cl::desc("Quantization method: none, rtn, gptq, awq (gptq and awq "
+                    "need --calib)"),
+           cl::init("rtn"), cl::cat(category));
 static cl::opt<unsigned> bits("bits", cl::desc("Code width: 2, 3, 4 or 8"),
                               cl::init(4), cl::cat(category));
 static cl::opt<int64_t>

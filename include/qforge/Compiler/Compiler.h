@@ -26,7 +26,7 @@ struct CompileTarget {
 
 struct CompileOptions {
   std::string input, output;
-  std::string method = "rtn"; // none | rtn | gptq
+  std::string method = "rtn"; // none | rtn | gptq | awq
   bool clip = false;          // rtn: MSE clipping search
   bool actOrder = false;      // gptq: descending diag H, static groups
   unsigned bits = 4;

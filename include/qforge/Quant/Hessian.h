@@ -29,6 +29,13 @@ public:
   /// Statistics of a layer with `channels` input channels, no rows yet.
   explicit ActivationStats(int64_t channels);
 
+  /// Statistics restored from their summary: `rows` tokens whose
+  /// (1/rows) Σ x xᵀ is `gramOverRows` (K x K, row-major) and whose mean
+  /// |x| per channel is `meanAbs` (what qf-calibrate stores in the IR).
+  static ActivationStats fromSummary(int64_t rows,
+                                     const std::vector<double> &gramOverRows,
+                                     const std::vector<float> &meanAbs);
+
   /// Adds `rows` tokens, `x` row-major [rows, k]; `k` must equal channels().
   void add(const float *x, int64_t rows, int64_t k);
 

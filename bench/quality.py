@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""Quality table: validation perplexity of the bundled LLaMA-style model in float and
+quantized with each method and scheme, with bits per weight and module size, all measured
+in this run. Writes a markdown table (stdout, and --out FILE).
+
+  bench/quality.py [--val-bytes 16384] [--nsamples 32] [--seqlen 256]
+                   [--methods rtn,gptq] [--out docs/quality-table.md]
+
+Bits per weight count codes, scales and zero points of the quantized linear layers
+(the layer table's bytes) over their parameters; the module size is the whole .qfm
+(embedding and norms stay float). Perplexity is `qforge-run perplexity` with 256-byte
+windows over the first --val-bytes bytes of models/data/val.txt (held out from training
+and calibration); calibration draws --nsamples windows of --seqlen bytes from
+models/data/calib.txt with seed 0.
+"""
+import argparse
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import onnx
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+bindir = os.environ.get("QFORGE_BIN", os.path.join(root, "build", "bin"))
+model = os.path.join(root, "models", "llama", "llama.onnx")
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+p.add_argument("--val-bytes", type=int, default=16384)
+p.add_argument("--nsamples", type=int, default=32)
+p.add_argument("--seqlen", type=int, default=256)
+p.add_argument("--methods", default="rtn,gptq")
+p.add_argument("--out", default=None)
+a = p.parse_args()
+
+SCHEMES = [("4-bit g128", 4, 128), ("4-bit g32", 4, 32), ("3-bit g128", 3, 128),
+           ("3-bit per-channel", 3, -1), ("2-bit g32", 2, 32)]
+CALIBRATED = {"gptq"}
+
+
+def linear_params():
+    g = onnx.load(model, load_external_data=False).graph
+    return sum(math.prod(t.dims) for t in g.initializer
+               if t.name.endswith(".weight.T") and len(t.dims) == 2)
+
+
+def compile_and_score(d, tag, args, val):
+    qfm = os.path.join(d, tag + ".qfm")
+    t0 = time.time()
+    out = subprocess.run([os.path.join(bindir, "qforge-compile"), model, "-o", qfm] + args,
+                         check=True, capture_output=True, text=True).stdout
+    compile_s = time.time() - t0
+    qbytes = sum(int(m.group(1)) for m in
+                 re.finditer(r"^\S+\s+\S+\s+\d+\s+-?\d+\s+(\d+)\s", out, re.M))
+    ppl = subprocess.run([os.path.join(bindir, "qforge-run"), qfm, "perplexity", "--text", val,
+                          "--window", "256"], check=True, capture_output=True, text=True).stdout
+    nats = float(re.search(r"nats/byte ([0-9.]+)", ppl).group(1))
+    return nats, qbytes, os.path.getsize(qfm), compile_s
+
+
+params = linear_params()
+rows = []
+with tempfile.TemporaryDirectory() as d:
+    val = os.path.join(d, "val.txt")
+    with open(os.path.join(root, "models", "data", "val.txt"), "rb") as src, \
+            open(val, "wb") as dst:
+        dst.write(src.read(a.val_bytes))
+    nats, _, size, cs = compile_and_score(d, "fp32", ["--method", "none"], val)
+    base = nats
+    rows.append(("FP32", "-", nats, 32.0, size, cs))
+    print(f"FP32: {nats:.4f} nats/byte ({cs:.0f} s)", file=sys.stderr, flush=True)
+    for label, bits, group in SCHEMES:
+        for method in a.methods.split(","):
+            args = ["--method", method, "--bits", str(bits), "--group-size", str(group)]
+            if method in CALIBRATED:
+                args += ["--calib", os.path.join(root, "models", "data", "calib.txt"),
+                         "--nsamples", str(a.nsamples), "--seqlen", str(a.seqlen)]
+            nats, qbytes, size, cs = compile_and_score(d, f"{method}{bits}g{group}", args, val)
+            rows.append((method.upper(), label, nats, 8.0 * qbytes / params, size, cs))
+            print(f"{method} {label}: {nats:.4f} nats/byte ({cs:.0f} s)", file=sys.stderr,
+                  flush=True)
+
+lines = [f"| method | scheme | nats/byte | perplexity | vs FP32 | bits/weight | module MiB |",
+         "|---|---|---:|---:|---:|---:|---:|"]
+for method, label, nats, bpw, size, _ in rows:
+    lines.append(f"| {method} | {label} | {nats:.4f} | {math.exp(nats):.4f} | "
+                 f"{100.0 * (math.exp(nats) / math.exp(base) - 1.0):+.2f}% | {bpw:.2f} | "
+                 f"{size / 2**20:.2f} |")
+text = "\n".join(lines) + "\n"
+print(text)
+if a.out:
+    with open(a.out, "w") as fh:
+        fh.write(text)
