@@ -19,6 +19,10 @@
 
 #include "llvm/Support/MemoryBuffer.h"
 
+#include "llvm/Support/Format.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
 #include <random>
 
 namespace qforge {
@@ -135,8 +139,23 @@ struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
       s.add(data, rows, cols);
     };
     std::string error;
-    if (!runnerSlot()(copy.get(), windows, sink, error))
+    auto start = std::chrono::steady_clock::now();
+    auto report = [&](size_t done) {
+      if (progress)
+        llvm::errs() << "\rqf-calibrate: window " << done << "/"
+                     << windows.size() << (done == windows.size() ? "\n" : "");
+    };
+    if (progress)
+      llvm::errs() << "qf-calibrate: compiling the float model to run "
+                   << windows.size() << " windows of " << seqlen << " bytes\n";
+    if (!runnerSlot()(copy.get(), windows, sink, report, error))
       return fail(error);
+    if (progress)
+      llvm::errs() << llvm::format("qf-calibrate: %zu layers, %.1f s\n",
+                                   linears.size(),
+                                   std::chrono::duration<double>(
+                                       std::chrono::steady_clock::now() - start)
+                                       .count());
     if (!shapeError.empty())
       return fail(shapeError);
 

@@ -29,13 +29,16 @@ namespace qforge {
 using ActivationSink = llvm::function_ref<void(
     unsigned index, const float *data, int64_t rows, int64_t cols)>;
 
+/// Called after each window with the number of windows done.
+using RunProgress = llvm::function_ref<void(size_t done)>;
+
 /// Compiles `module` (a copy the runner may change) for the CPU and runs its
 /// @main once per window, feeding the window as the one non-weight input
 /// (shape [1, window size]); reports every result through `sink`. Returns
 /// false with a one-line `error` on failure.
 using ActivationRunner = std::function<bool(
     mlir::ModuleOp module, const std::vector<std::vector<int64_t>> &windows,
-    ActivationSink sink, std::string &error)>;
+    ActivationSink sink, RunProgress progress, std::string &error)>;
 
 /// Installs the runner qf-calibrate uses (the compiler driver does this).
 void setActivationRunner(ActivationRunner runner);

@@ -53,6 +53,7 @@ def QuantizeGPTQPass : Pass<"qf-gptq", "::mlir::func::FuncOp"> {
     Option<"blockSize", "block-size", "int64_t", "128", "Columns per lazy-update block">,
     Option<"actOrder", "act-order", "bool", "false",
            "Quantize columns by descending diag H (static groups)">,
+    Option<"progress", "progress", "bool", "false", "Print progress to stderr">,
   ];
   let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
 }
@@ -80,6 +81,7 @@ def QuantizeAWQPass : Pass<"qf-awq", "::mlir::func::FuncOp"> {
     Option<"clip", "clip", "bool", "true", "Search weight clipping after scaling">,
     Option<"quantize", "quantize", "bool", "true",
            "Quantize the scaled weights; false only applies and folds the scales">,
+    Option<"progress", "progress", "bool", "false", "Print progress to stderr">,
   ];
   let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
 }
@@ -102,6 +104,7 @@ def CalibratePass : Pass<"qf-calibrate", "::mlir::ModuleOp"> {
     Option<"nsamples", "nsamples", "int64_t", "128", "Number of windows">,
     Option<"seqlen", "seqlen", "int64_t", "256", "Bytes per window">,
     Option<"seed", "seed", "uint64_t", "0", "Seed of the window sampler">,
+    Option<"progress", "progress", "bool", "false", "Print progress to stderr">,
   ];
 }
 

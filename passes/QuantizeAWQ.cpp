@@ -18,6 +18,7 @@
 
 #include "mlir/IR/Matchers.h"
 #include "llvm/ADT/MapVector.h"
+#include "llvm/Support/raw_ostream.h"
 
 namespace qforge {
 #define GEN_PASS_DEF_QUANTIZEAWQPASS
@@ -134,8 +135,16 @@ struct QuantizeAWQPass
       groups[linear.matmul.getA()].push_back(&linear);
 
     OpBuilder b(ctx);
+    size_t groupIndex = 0;
     for (auto &[x, members] : groups) {
       LinearWeight &first = *members.front();
+      if (progress) {
+        llvm::errs() << "qf-awq: [" << ++groupIndex << "/" << groups.size()
+                     << "]";
+        for (LinearWeight *m : members)
+          llvm::errs() << " " << m->name;
+        llvm::errs() << "\n";
+      }
       std::string error;
       FailureOr<std::vector<double>> gram = calibrationGram(first, error);
       if (failed(gram)) {

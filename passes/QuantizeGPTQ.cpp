@@ -15,6 +15,8 @@
 
 #include "qforge/Quant/GPTQ.h"
 
+#include "llvm/Support/raw_ostream.h"
+
 namespace qforge {
 #define GEN_PASS_DEF_QUANTIZEGPTQPASS
 #include "passes/Passes.h.inc"
@@ -50,7 +52,12 @@ struct QuantizeGPTQPass
     options.staticGroups = actOrder;
     qforge::quant::Scheme qs = toQuantScheme(scheme);
     OpBuilder b(ctx);
-    for (LinearWeight &linear : findConstantLinears(getOperation())) {
+    std::vector<LinearWeight> linears = findConstantLinears(getOperation());
+    for (auto [index, linear] : llvm::enumerate(linears)) {
+      if (progress)
+        llvm::errs() << "qf-gptq: [" << index + 1 << "/" << linears.size()
+                     << "] " << linear.name << " (" << linear.rows << "x"
+                     << linear.cols << ")\n";
       std::string error;
       FailureOr<std::vector<double>> gram = calibrationGram(linear, error);
       if (failed(gram))

@@ -379,7 +379,8 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
 void installActivationRunner() {
   setActivationRunner([](ModuleOp module,
                          const std::vector<std::vector<int64_t>> &windows,
-                         ActivationSink sink, std::string &error) -> bool {
+                         ActivationSink sink, RunProgress progress,
+                         std::string &error) -> bool {
     // Compile as a float CPU module into a temporary file.
     CompileOptions options;
     options.method = "none";
@@ -426,6 +427,7 @@ void installActivationRunner() {
     }
     const qfm::ArgInfo &ids = *inputs[0];
     std::vector<const qfm::ArgInfo *> outputs = loaded->outputs();
+    size_t done = 0;
     for (const std::vector<int64_t> &window : windows) {
       int64_t n = static_cast<int64_t>(window.size());
       if (ids.shape[1] >= 0 && ids.shape[1] != n) {
@@ -453,6 +455,7 @@ void installActivationRunner() {
         int64_t cols = t.shape.back();
         sink(i, t.dataAs<float>(), t.numElements() / cols, cols);
       }
+      progress(++done);
     }
     return true;
   });
@@ -527,6 +530,7 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       calibrate.nsamples = options.nsamples;
       calibrate.seqlen = options.seqlen;
       calibrate.seed = options.seed;
+      calibrate.progress = !options.quiet;
       pm.addPass(createCalibratePass(calibrate));
     }
     OpPassManager &fpm = pm.nest<func::FuncOp>();
@@ -543,12 +547,14 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       gptq.groupSize = options.groupSize;
       gptq.symmetric = options.symmetric;
       gptq.actOrder = options.actOrder;
+      gptq.progress = !options.quiet;
       fpm.addPass(createQuantizeGPTQPass(gptq));
     } else if (options.method == "awq") {
       QuantizeAWQPassOptions awq;
       awq.bits = options.bits;
       awq.groupSize = options.groupSize;
       awq.symmetric = options.symmetric;
+      awq.progress = !options.quiet;
       fpm.addPass(createQuantizeAWQPass(awq));
     } else if (options.method != "none") {
       error = "unknown method '" + options.method + "' (none, rtn, gptq, awq)";
