@@ -4,7 +4,7 @@ quantized with each method and scheme, with bits per weight and module size, all
 in this run. Writes a markdown table (stdout, and --out FILE).
 
   bench/quality.py [--val-bytes 16384] [--nsamples 32] [--seqlen 256]
-                   [--methods rtn,gptq] [--out docs/quality-table.md]
+                   [--methods rtn,gptq,awq] [--out FILE]
 
 Bits per weight count codes, scales and zero points of the quantized linear layers
 (the layer table's bytes) over their parameters; the module size is the whole .qfm
@@ -32,13 +32,13 @@ p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--val-bytes", type=int, default=16384)
 p.add_argument("--nsamples", type=int, default=32)
 p.add_argument("--seqlen", type=int, default=256)
-p.add_argument("--methods", default="rtn,gptq")
+p.add_argument("--methods", default="rtn,gptq,awq")
 p.add_argument("--out", default=None)
 a = p.parse_args()
 
 SCHEMES = [("4-bit g128", 4, 128), ("4-bit g32", 4, 32), ("3-bit g128", 3, 128),
            ("3-bit per-channel", 3, -1), ("2-bit g32", 2, 32)]
-CALIBRATED = {"gptq"}
+CALIBRATED = {"gptq", "awq"}
 
 
 def linear_params():
