@@ -534,26 +534,24 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       pm.addPass(createCalibratePass(calibrate));
     }
     OpPassManager &fpm = pm.nest<func::FuncOp>();
+    // The scheme options every method shares.
+    auto scheme = [&](auto pass) {
+      pass.bits = options.bits;
+      pass.groupSize = options.groupSize;
+      pass.symmetric = options.symmetric;
+      return pass;
+    };
     if (options.method == "rtn") {
-      QuantizeRTNPassOptions rtn;
-      rtn.bits = options.bits;
-      rtn.groupSize = options.groupSize;
-      rtn.symmetric = options.symmetric;
+      QuantizeRTNPassOptions rtn = scheme(QuantizeRTNPassOptions());
       rtn.clip = options.clip;
       fpm.addPass(createQuantizeRTNPass(rtn));
     } else if (options.method == "gptq") {
-      QuantizeGPTQPassOptions gptq;
-      gptq.bits = options.bits;
-      gptq.groupSize = options.groupSize;
-      gptq.symmetric = options.symmetric;
+      QuantizeGPTQPassOptions gptq = scheme(QuantizeGPTQPassOptions());
       gptq.actOrder = options.actOrder;
       gptq.progress = !options.quiet;
       fpm.addPass(createQuantizeGPTQPass(gptq));
     } else if (options.method == "awq") {
-      QuantizeAWQPassOptions awq;
-      awq.bits = options.bits;
-      awq.groupSize = options.groupSize;
-      awq.symmetric = options.symmetric;
+      QuantizeAWQPassOptions awq = scheme(QuantizeAWQPassOptions());
       awq.progress = !options.quiet;
       fpm.addPass(createQuantizeAWQPass(awq));
     } else if (options.method != "none") {
