@@ -44,14 +44,15 @@ void qforge::setActivationRunner(ActivationRunner runner) {
 
 namespace {
 
-/// Result attributes of `func` with one more `qf.name` entry per extra result.
-void nameExtraResults(func::FuncOp func, unsigned oldCount,
-                      ArrayRef<std::string> names) {
+/// Makes `func` return `results` only, named `names` (`qf.name`).
+void setResults(func::FuncOp func, ValueRange results,
+                ArrayRef<std::string> names) {
   MLIRContext *ctx = func.getContext();
+  auto ret = cast<func::ReturnOp>(func.getBody().back().getTerminator());
+  ret->setOperands(results);
+  func.setType(
+      FunctionType::get(ctx, func.getArgumentTypes(), results.getTypes()));
   SmallVector<DictionaryAttr> attrs;
-  for (unsigned i = 0; i < oldCount; ++i)
-    attrs.push_back(func.getResultAttrDict(i) ? func.getResultAttrDict(i)
-                                              : DictionaryAttr::get(ctx, {}));
   for (const std::string &name : names)
     attrs.push_back(DictionaryAttr::get(
         ctx, {NamedAttribute(StringAttr::get(ctx, "qf.name"),
@@ -101,36 +102,40 @@ struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
     }
 
     std::vector<LinearWeight> linears = findConstantLinears(main);
-    if (linears.empty())
+    // With next-stage, only the linears that read no float linear's output.
+    std::vector<size_t> measured;
+    unsigned stageCount = 0;
+    std::vector<unsigned> stages = linearStages(main, linears);
+    for (auto [i, stage] : llvm::enumerate(stages)) {
+      stageCount = std::max(stageCount, stage + 1);
+      if (!nextStage || stage == 0)
+        measured.push_back(i);
+    }
+    if (measured.empty())
       return;
 
-    // A copy whose @main also returns each linear's input.
+    // A copy whose @main returns the measured linears' inputs (and nothing
+    // else, so that the rest of the model is dead code).
     OwningOpRef<ModuleOp> copy = cast<ModuleOp>(module->clone());
     auto copyMain = copy->lookupSymbol<func::FuncOp>("main");
     std::vector<LinearWeight> copyLinears = findConstantLinears(copyMain);
-    auto ret = cast<func::ReturnOp>(copyMain.getBody().back().getTerminator());
-    unsigned firstExtra = ret.getNumOperands();
-    SmallVector<Value> results(ret.getOperands());
+    SmallVector<Value> results;
     std::vector<std::string> names;
-    for (auto [i, linear] : llvm::enumerate(copyLinears)) {
-      results.push_back(linear.matmul.getA());
+    for (size_t i : measured) {
+      results.push_back(copyLinears[i].matmul.getA());
       names.push_back("qf.calib." + std::to_string(i));
     }
-    ret->setOperands(results);
-    copyMain.setType(FunctionType::get(&getContext(),
-                                       copyMain.getArgumentTypes(),
-                                       ValueRange(results).getTypes()));
-    nameExtraResults(copyMain, firstExtra, names);
+    setResults(copyMain, results, names);
 
     std::vector<qforge::quant::ActivationStats> stats;
-    for (const LinearWeight &linear : linears)
-      stats.emplace_back(linear.cols);
+    for (size_t i : measured)
+      stats.emplace_back(linears[i].cols);
     std::string shapeError;
     auto sink = [&](unsigned index, const float *data, int64_t rows,
                     int64_t cols) {
-      if (index < firstExtra || index - firstExtra >= stats.size())
+      if (index >= stats.size())
         return;
-      qforge::quant::ActivationStats &s = stats[index - firstExtra];
+      qforge::quant::ActivationStats &s = stats[index];
       if (cols != s.channels()) {
         shapeError = "layer input has " + std::to_string(cols) +
                      " channels, expected " + std::to_string(s.channels());
@@ -145,14 +150,22 @@ struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
         llvm::errs() << "\rqf-calibrate: window " << done << "/"
                      << windows.size() << (done == windows.size() ? "\n" : "");
     };
-    if (progress)
-      llvm::errs() << "qf-calibrate: compiling the float model to run "
+    if (progress) {
+      if (nextStage) {
+        llvm::errs() << "qf-calibrate: stage of " << measured.size()
+                     << " layer(s) (";
+        for (auto [n, i] : llvm::enumerate(measured))
+          llvm::errs() << (n ? ", " : "") << linears[i].name;
+        llvm::errs() << "), " << stageCount - 1 << " stage(s) after it\n";
+      }
+      llvm::errs() << "qf-calibrate: compiling the model to run "
                    << windows.size() << " windows of " << seqlen << " bytes\n";
+    }
     if (!runnerSlot()(copy.get(), windows, sink, report, error))
       return fail(error);
     if (progress)
       llvm::errs() << llvm::format("qf-calibrate: %zu layers, %.1f s\n",
-                                   linears.size(),
+                                   measured.size(),
                                    std::chrono::duration<double>(
                                        std::chrono::steady_clock::now() - start)
                                        .count());
@@ -160,7 +173,8 @@ struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
       return fail(shapeError);
 
     Builder b(&getContext());
-    for (auto [linear, s] : llvm::zip(linears, stats)) {
+    for (auto [i, s] : llvm::zip(measured, stats)) {
+      const LinearWeight &linear = linears[i];
       std::vector<double> xtx = s.hessian(1.0);
       linear.matmul->setAttr(
           "qf.calib", makeCalibAttr(b, linear.name + ".xtx", s.rows(),

@@ -41,7 +41,8 @@ def QuantizeGPTQPass : Pass<"qf-gptq", "::mlir::func::FuncOp"> {
     diag H and the group parameters are fixed up front (static groups), so the codes keep
     the ordinary layout and inference needs no permutation. Produces the same qf ops as
     qf-quantize-rtn, plus `qf.output_error` = ‖XWᵀ − XŴᵀ‖/‖XWᵀ‖ on the calibration inputs.
-    A linear without `qf.calib` is an error.
+    A linear without `qf.calib` is an error, unless `only-calibrated` is set: then it
+    is left float (sequential quantization, see qf-calibrate's `next-stage`).
   }];
   let options = [
     Option<"bits", "bits", "unsigned", "4", "Code width: 2, 3, 4 or 8">,
@@ -53,6 +54,8 @@ def QuantizeGPTQPass : Pass<"qf-gptq", "::mlir::func::FuncOp"> {
     Option<"blockSize", "block-size", "int64_t", "128", "Columns per lazy-update block">,
     Option<"actOrder", "act-order", "bool", "false",
            "Quantize columns by descending diag H (static groups)">,
+    Option<"onlyCalibrated", "only-calibrated", "bool", "false",
+           "Leave linears without qf.calib float instead of failing">,
     Option<"progress", "progress", "bool", "false", "Print progress to stderr">,
   ];
   let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
@@ -98,12 +101,21 @@ def CalibratePass : Pass<"qf-calibrate", "::mlir::ModuleOp"> {
     The model must take byte tokens as its one non-weight input (`input_ids`, `[1, T]`,
     T dynamic or equal to `seqlen`). Compiling and running needs the executor that
     qforge-compile and qforge-opt install; elsewhere the pass fails with a message.
+
+    With `next-stage`, only the next stage is measured: the constant linears whose input
+    depends on no other constant (still float) linear, e.g. q/k/v of the first block, or
+    o once q/k/v are quantized. Alternating it with `qf-gptq{only-calibrated}` until no
+    float linear is left quantizes sequentially, each stage's statistics taken from the
+    model whose earlier stages are already quantized (qforge-compile --sequential).
+    Only what the measured inputs need is compiled and run.
   }];
   let options = [
     Option<"calib", "calib", "std::string", "\"\"", "Calibration text file (bytes are tokens)">,
     Option<"nsamples", "nsamples", "int64_t", "128", "Number of windows">,
     Option<"seqlen", "seqlen", "int64_t", "256", "Bytes per window">,
     Option<"seed", "seed", "uint64_t", "0", "Seed of the window sampler">,
+    Option<"nextStage", "next-stage", "bool", "false",
+           "Measure only the linears that read no float linear's output">,
     Option<"progress", "progress", "bool", "false", "Print progress to stderr">,
   ];
 }
@@ -143,6 +155,17 @@ def LowerFusedMatmulToLoopsPass : Pass<"qf-lower-fused-matmul-to-loops", "::mlir
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::arith::ArithDialect",
                            "::mlir::memref::MemRefDialect"];
+}
+
+def OrderMatmulLoopsPass : Pass<"qf-order-matmul-loops", "::mlir::func::FuncOp"> {
+  let summary = "Put the reduction loop of float matmuls outside the output-column loop";
+  let description = [{
+    Generalizes `linalg.matmul` / `linalg.batch_matmul` and interchanges their last two
+    iterators, (…, m, n, k) → (…, m, k, n), so that `convert-linalg-to-loops` emits an
+    innermost loop over contiguous output columns (C[m, n] += A[m, k] · B[k, n]), which
+    LLVM vectorizes, instead of a strided dot product down a column of B.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
 def LowerFusedMatmulToGPUPass : Pass<"qf-lower-fused-matmul-to-gpu", "::mlir::ModuleOp"> {

@@ -59,6 +59,7 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
   }
 
   pm.addNestedPass<func::FuncOp>(createLowerFusedMatmulToLoopsPass());
+  pm.addNestedPass<func::FuncOp>(createOrderMatmulLoopsPass());
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());

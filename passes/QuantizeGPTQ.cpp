@@ -53,6 +53,10 @@ struct QuantizeGPTQPass
     qforge::quant::Scheme qs = toQuantScheme(scheme);
     OpBuilder b(ctx);
     std::vector<LinearWeight> linears = findConstantLinears(getOperation());
+    if (onlyCalibrated)
+      llvm::erase_if(linears, [](const LinearWeight &linear) {
+        return !linear.matmul->hasAttr("qf.calib");
+      });
     for (auto [index, linear] : llvm::enumerate(linears)) {
       if (progress)
         llvm::errs() << "qf-gptq: [" << index + 1 << "/" << linears.size()

@@ -5,7 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "passes/WeightRewrite.h"
-#include "qforge/Quant/AWQ.h"
+#include "qforge/Quant/Hessian.h"
 
 #include "mlir/Dialect/Tosa/Utils/ConversionUtils.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
@@ -102,6 +102,30 @@ std::vector<LinearWeight> findConstantLinears(func::FuncOp func) {
     linears.push_back(std::move(lw));
   });
   return linears;
+}
+
+std::vector<unsigned> linearStages(func::FuncOp func,
+                                   ArrayRef<LinearWeight> linears) {
+  llvm::DenseMap<Operation *, size_t> index;
+  for (auto [i, linear] : llvm::enumerate(linears))
+    index[linear.matmul] = i;
+  // depth(v): constant linears on the longest path into v. Graph IR is one
+  // block in dataflow order, so one walk sees every operand's depth first.
+  llvm::DenseMap<Value, unsigned> depth;
+  std::vector<unsigned> stages(linears.size(), 0);
+  func.walk([&](Operation *op) {
+    unsigned d = 0;
+    for (Value operand : op->getOperands())
+      d = std::max(d, depth.lookup(operand));
+    if (auto it = index.find(op); it != index.end()) {
+      stages[it->second] = depth.lookup(op->getOperand(0));
+      d = stages[it->second] + 1;
+    }
+    if (d)
+      for (Value result : op->getResults())
+        depth[result] = d;
+  });
+  return stages;
 }
 
 template <typename T>
@@ -214,15 +238,11 @@ qf::DequantizeOp rewriteAffine(OpBuilder &b, LinearWeight &linear,
   dq->setAttr("qf.weight_error",
               b.getF64FloatAttr(quant::relativeError(
                   weight.data(), decoded.data(), decoded.size())));
-  if (succeeded(gram)) {
-    std::vector<float> zero(weight.size(), 0.0f);
-    double err = quant::outputSquaredError(
-        weight.data(), decoded.data(), linear.rows, linear.cols, gram->data());
-    double ref = quant::outputSquaredError(
-        weight.data(), zero.data(), linear.rows, linear.cols, gram->data());
+  if (succeeded(gram))
     dq->setAttr("qf.output_error",
-                b.getF64FloatAttr(ref > 0 ? std::sqrt(err / ref) : 0.0));
-  }
+                b.getF64FloatAttr(quant::relativeOutputError(
+                    weight.data(), decoded.data(), linear.rows, linear.cols,
+                    gram->data())));
   return dq;
 }
 

@@ -47,6 +47,15 @@ struct LinearWeight {
 /// order (without reading the weights).
 std::vector<LinearWeight> findConstantLinears(mlir::func::FuncOp func);
 
+/// The stage of each of `linears` (the constant linears of `func`, in that
+/// order): the largest number of constant linears on a dataflow path into
+/// its input. Stage-0 linears read no output of another constant (float)
+/// linear, so their inputs are final once the linears before them are
+/// quantized: sequential calibration measures and quantizes one stage at a
+/// time (q/k/v, then o, then gate/up, then down, then the next block).
+std::vector<unsigned> linearStages(mlir::func::FuncOp func,
+                                   llvm::ArrayRef<LinearWeight> linears);
+
 /// Creates a `tosa.const` holding `data` as a dense_resource blob named after
 /// `name`, with `name` also in its `qf.name` attribute.
 template <typename T>

@@ -8,6 +8,7 @@
 
 #include "passes/Calibrate.h"
 #include "passes/Passes.h"
+#include "passes/WeightRewrite.h"
 #include "qforge/Codegen/SharedObject.h"
 #include "qforge/Runtime/QFM.h"
 #include "qforge/Runtime/Runtime.h"
@@ -395,6 +396,8 @@ void installActivationRunner() {
           return success();
         });
     PassManager pm(module.getContext());
+    // Stages quantized so far (sequential calibration) run fused.
+    pm.addNestedPass<func::FuncOp>(createFuseDequantMatmulPass());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createExternalizeWeightsPass());
     SmallString<128> path;
@@ -523,17 +526,21 @@ bool compileModel(const CompileOptions &options, std::string &error) {
               "models/data/calib.txt)";
       return false;
     }
+    if (options.sequential && options.method != "gptq") {
+      error = "--sequential applies to --method gptq";
+      return false;
+    }
+    CalibratePassOptions calibrate;
     if (!options.calib.empty()) {
       installActivationRunner();
-      CalibratePassOptions calibrate;
       calibrate.calib = options.calib;
       calibrate.nsamples = options.nsamples;
       calibrate.seqlen = options.seqlen;
       calibrate.seed = options.seed;
       calibrate.progress = !options.quiet;
-      pm.addPass(createCalibratePass(calibrate));
+      if (!options.sequential)
+        pm.addPass(createCalibratePass(calibrate));
     }
-    OpPassManager &fpm = pm.nest<func::FuncOp>();
     // The scheme options every method shares.
     auto scheme = [&](auto pass) {
       pass.bits = options.bits;
@@ -544,21 +551,37 @@ bool compileModel(const CompileOptions &options, std::string &error) {
     if (options.method == "rtn") {
       QuantizeRTNPassOptions rtn = scheme(QuantizeRTNPassOptions());
       rtn.clip = options.clip;
-      fpm.addPass(createQuantizeRTNPass(rtn));
+      pm.addNestedPass<func::FuncOp>(createQuantizeRTNPass(rtn));
     } else if (options.method == "gptq") {
       QuantizeGPTQPassOptions gptq = scheme(QuantizeGPTQPassOptions());
       gptq.actOrder = options.actOrder;
       gptq.progress = !options.quiet;
-      fpm.addPass(createQuantizeGPTQPass(gptq));
+      if (!options.sequential) {
+        pm.addNestedPass<func::FuncOp>(createQuantizeGPTQPass(gptq));
+      } else {
+        // One (calibrate, quantize) pair per stage of linears.
+        calibrate.nextStage = true;
+        gptq.onlyCalibrated = true;
+        unsigned stages = 0;
+        if (auto main = module->lookupSymbol<func::FuncOp>("main")) {
+          std::vector<LinearWeight> linears = findConstantLinears(main);
+          for (unsigned stage : linearStages(main, linears))
+            stages = std::max(stages, stage + 1);
+        }
+        for (unsigned i = 0; i < stages; ++i) {
+          pm.addPass(createCalibratePass(calibrate));
+          pm.addNestedPass<func::FuncOp>(createQuantizeGPTQPass(gptq));
+        }
+      }
     } else if (options.method == "awq") {
       QuantizeAWQPassOptions awq = scheme(QuantizeAWQPassOptions());
       awq.progress = !options.quiet;
-      fpm.addPass(createQuantizeAWQPass(awq));
+      pm.addNestedPass<func::FuncOp>(createQuantizeAWQPass(awq));
     } else if (options.method != "none") {
       error = "unknown method '" + options.method + "' (none, rtn, gptq, awq)";
       return false;
     }
-    fpm.addPass(createFuseDequantMatmulPass());
+    pm.addNestedPass<func::FuncOp>(createFuseDequantMatmulPass());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createExternalizeWeightsPass());
     if (!c.run(pm, *module, "quantization", error))

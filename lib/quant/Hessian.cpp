@@ -6,6 +6,7 @@
 
 #include "qforge/Quant/Hessian.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 
@@ -88,6 +89,30 @@ std::vector<float> ActivationStats::meanSquare() const {
       m[i] = static_cast<float>(upper_[i * channels_ + i] /
                                 static_cast<double>(rows_));
   return m;
+}
+
+double relativeOutputError(const float *ref, const float *approx, int64_t rows,
+                           int64_t k, const double *gram) {
+  std::vector<double> w(static_cast<size_t>(k)), d(static_cast<size_t>(k));
+  double error = 0.0, norm = 0.0;
+  for (int64_t n = 0; n < rows; ++n) {
+    for (int64_t i = 0; i < k; ++i) {
+      w[i] = static_cast<double>(ref[n * k + i]);
+      d[i] = w[i] - static_cast<double>(approx[n * k + i]);
+    }
+    // w G w^T and d G d^T, reading each row of G once.
+    for (int64_t i = 0; i < k; ++i) {
+      const double *g = gram + i * k;
+      double gw = 0.0, gd = 0.0;
+      for (int64_t j = 0; j < k; ++j) {
+        gw += g[j] * w[j];
+        gd += g[j] * d[j];
+      }
+      norm += w[i] * gw;
+      error += d[i] * gd;
+    }
+  }
+  return norm > 0.0 ? std::sqrt(std::max(error, 0.0) / norm) : 0.0;
 }
 
 } // namespace qforge::quant

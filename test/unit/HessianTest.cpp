@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 using namespace qforge::quant;
 using namespace qforge::quant::test;
 
@@ -64,6 +66,31 @@ TEST(ActivationStatsTest, FromSummary) {
   EXPECT_EQ(s.channels(), 2);
   EXPECT_EQ(s.gram(), (std::vector<double>{10.0, -1.0, -1.0, 5.0}));
   EXPECT_EQ(s.meanAbs(), (std::vector<float>{2.0f, 1.5f}));
+}
+
+// relativeOutputError by hand. G = I: ref (3, 4), approx (3, 0) -> the
+// difference (0, 4): sqrt(16 / 25) = 0.8. G = [[10, -1], [-1, 5]] (the rows
+// (1, 2), (3, -1) above): X ref^T = (11, 5), X approx^T = (3, 9), so
+// ||(8, -4)|| / ||(11, 5)|| = sqrt(80 / 146).
+TEST(RelativeOutputErrorTest, HandChecked) {
+  const float ref[] = {3.0f, 4.0f}, approx[] = {3.0f, 0.0f};
+  const double identity[] = {1.0, 0.0, 0.0, 1.0};
+  EXPECT_DOUBLE_EQ(relativeOutputError(ref, approx, 1, 2, identity), 0.8);
+  const double gram[] = {10.0, -1.0, -1.0, 5.0};
+  EXPECT_DOUBLE_EQ(relativeOutputError(ref, approx, 1, 2, gram),
+                   std::sqrt(80.0 / 146.0));
+  EXPECT_EQ(relativeOutputError(ref, ref, 1, 2, gram), 0.0);
+  const float zero[] = {0.0f, 0.0f};
+  EXPECT_EQ(relativeOutputError(zero, approx, 1, 2, gram), 0.0);
+}
+
+// Several rows add up: two output channels, each with its own error.
+TEST(RelativeOutputErrorTest, RowsAccumulate) {
+  const float ref[] = {1.0f, 0.0f, 0.0f, 2.0f};
+  const float approx[] = {0.0f, 0.0f, 0.0f, 2.0f};
+  const double identity[] = {1.0, 0.0, 0.0, 1.0};
+  EXPECT_DOUBLE_EQ(relativeOutputError(ref, approx, 2, 2, identity),
+                   std::sqrt(1.0 / 5.0));
 }
 
 } // namespace

@@ -84,6 +84,12 @@ static cl::opt<bool> actOrder("act-order",
                               cl::desc("gptq: quantize columns by descending "
                                        "diag H (static groups)"),
                               cl::cat(category));
+static cl::opt<bool>
+    sequential("sequential",
+               cl::desc("gptq: calibrate and quantize one stage of linears "
+                        "at a time, each measured on the model whose earlier "
+                        "stages are already quantized"),
+               cl::cat(category));
 static cl::opt<bool> quiet("quiet", cl::desc("Print nothing on success"),
                            cl::cat(category));
 
@@ -113,6 +119,7 @@ int main(int argc, char **argv) {
   options.calib = calib;
   options.clip = clip;
   options.actOrder = actOrder;
+  options.sequential = sequential;
   options.nsamples = nsamples;
   options.seqlen = seqlen;
   options.seed = seed;

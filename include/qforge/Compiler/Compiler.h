@@ -29,6 +29,7 @@ struct CompileOptions {
   std::string method = "rtn"; // none | rtn | gptq | awq
   bool clip = false;          // rtn: MSE clipping search
   bool actOrder = false;      // gptq: descending diag H, static groups
+  bool sequential = false;    // gptq: calibrate and quantize stage by stage
   unsigned bits = 4;
   int64_t groupSize = 128; // -1 per channel, 0 per tensor
   bool symmetric = true;

@@ -61,6 +61,13 @@ private:
   std::vector<double> sumAbs_;
 };
 
+/// ||X ref^T - X approx^T|| / ||X ref^T|| for the inputs X of a linear whose
+/// Gram matrix X^T X is `gram` (k x k, or any multiple of it): the relative
+/// output error of replacing weights `ref` by `approx` (rows x k, row-major),
+/// in one pass over the rows. 0 when X ref^T is 0.
+double relativeOutputError(const float *ref, const float *approx, int64_t rows,
+                           int64_t k, const double *gram);
+
 } // namespace qforge::quant
 
 #endif // QFORGE_QUANT_HESSIAN_H
