@@ -4,14 +4,15 @@ quantized with each method and scheme, with bits per weight and module size, all
 in this run. Writes a markdown table (stdout, and --out FILE).
 
   bench/quality.py [--val-bytes 16384] [--nsamples 32] [--seqlen 256]
-                   [--methods rtn,gptq,awq] [--out FILE]
+                   [--methods rtn,gptq,gptq-seq,awq] [--out FILE]
 
 Bits per weight count codes, scales and zero points of the quantized linear layers
 (the layer table's bytes) over their parameters; the module size is the whole .qfm
 (embedding and norms stay float). Perplexity is `qforge-run perplexity` with 256-byte
 windows over the first --val-bytes bytes of models/data/val.txt (held out from training
 and calibration); calibration draws --nsamples windows of --seqlen bytes from
-models/data/calib.txt with seed 0.
+models/data/calib.txt with seed 0. `gptq-seq` is GPTQ with --sequential (each stage of
+linears calibrated on the model whose earlier stages are already quantized).
 """
 import argparse
 import math
@@ -38,7 +39,8 @@ a = p.parse_args()
 
 SCHEMES = [("4-bit g128", 4, 128), ("4-bit g32", 4, 32), ("3-bit g128", 3, 128),
            ("3-bit per-channel", 3, -1), ("2-bit g32", 2, 32)]
-CALIBRATED = {"gptq", "awq"}
+CALIBRATED = {"gptq", "gptq-seq", "awq"}
+LABELS = {"rtn": "RTN", "gptq": "GPTQ", "gptq-seq": "GPTQ seq", "awq": "AWQ"}
 
 
 def linear_params():
@@ -74,12 +76,14 @@ with tempfile.TemporaryDirectory() as d:
     print(f"FP32: {nats:.4f} nats/byte ({cs:.0f} s)", file=sys.stderr, flush=True)
     for label, bits, group in SCHEMES:
         for method in a.methods.split(","):
-            args = ["--method", method, "--bits", str(bits), "--group-size", str(group)]
+            args = ["--method", method.split("-")[0], "--bits", str(bits),
+                    "--group-size", str(group)] + (["--sequential"] if method.endswith("-seq")
+                                                   else [])
             if method in CALIBRATED:
                 args += ["--calib", os.path.join(root, "models", "data", "calib.txt"),
                          "--nsamples", str(a.nsamples), "--seqlen", str(a.seqlen)]
             nats, qbytes, size, cs = compile_and_score(d, f"{method}{bits}g{group}", args, val)
-            rows.append((method.upper(), label, nats, 8.0 * qbytes / params, size, cs))
+            rows.append((LABELS[method], label, nats, 8.0 * qbytes / params, size, cs))
             print(f"{method} {label}: {nats:.4f} nats/byte ({cs:.0f} s)", file=sys.stderr,
                   flush=True)
 

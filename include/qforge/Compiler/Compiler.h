@@ -35,6 +35,7 @@ struct CompileOptions {
   bool symmetric = true;
   std::vector<CompileTarget> targets = {{"cpu", ""}};
   std::string cpu = "native";
+  unsigned optLevel = 3; // LLVM optimization level of CPU code
   importer::ImportOptions import;
   bool printIRAfterAll = false;
   std::string dumpIRDir; // one numbered file per pass
