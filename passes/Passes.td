@@ -69,10 +69,17 @@ def QuantizeAWQPass : Pass<"qf-awq", "::mlir::func::FuncOp"> {
     over `grid` values of α in [0, 1), scoring each α by the output error of the group's
     quantized W·diag(s) on the calibration statistics, then (with `clip`) a per-group
     range-shrink search. The inverse scale is folded into the op that makes X when that is
-    a multiplication by a constant vector (RMSNorm's weight); otherwise an explicit
-    `tosa.mul` by 1/s is inserted before the group's matmuls. The group's `qf.calib` is
-    rescaled to the new input. With `quantize=false` the scaled weights stay float, so
-    the model computes the same function (a check of the folding).
+    a multiplication by a constant vector (RMSNorm's weight); else into the output
+    channels (weight rows, and a constant bias added on the way) of the previous linear
+    when X is made from its output through ops that commute with a per-channel scaling
+    (reshape, transpose, attention's P·V, a multiplication such as silu(gate) · up; see
+    passes/ChannelTrace.h): v for o, up for down; otherwise an explicit `tosa.mul` by 1/s
+    is inserted before the group's matmuls. The matmuls record which in `qf.awq_fold`.
+    The group's `qf.calib` (one dictionary for the group) is rescaled to the new input.
+    All groups are scaled first, then every linear's final weight is quantized, so that a
+    previous linear is quantized with both its own and the folded scales. With
+    `quantize=false` the scaled weights stay float, so the model computes the same
+    function (a check of the folding).
   }];
   let options = [
     Option<"bits", "bits", "unsigned", "4", "Code width: 2, 3, 4 or 8">,

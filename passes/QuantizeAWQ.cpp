@@ -4,13 +4,34 @@
 //
 //===----------------------------------------------------------------------===//
 //
-// qf-awq: per group of linears sharing an input, search the AWQ scales
-// (qforge::quant::searchAWQ) on the statistics of qf-calibrate, divide the
-// input by them (folded into a constant multiplication that makes it, or an
-// explicit tosa.mul), and quantize W·diag(s) into qf ops.
+// qf-awq, in two phases as the AWQ reference does.
+//
+// Phase 1, per group of linears sharing an input X, in program order: search
+// the AWQ scales s (qforge::quant::searchAWQ) on the statistics of
+// qf-calibrate and make the group read X / s, folded, by preference,
+//  - into the constant multiplication that makes X (a norm's gain);
+//  - into the output channels of the previous linear that X is made from
+//    through ops commuting with a per-channel scaling (ChannelTrace.h: v's
+//    rows for o through attention, up's rows for down through
+//    silu(gate) * up), with a constant bias added on the way (the bias is
+//    replaced now, the weight rows are divided in phase 2);
+//  - else into an explicit tosa.mul by 1/s before the group's matmuls.
+// Each fold changes only the group's own input, so every group is searched
+// on the statistics of the float model; the group's qf.calib (one dictionary
+// shared by its members) is then rescaled to X / s. The matmuls record how
+// s was applied in `qf.awq_fold` ("gain", "explicit" or the previous
+// linear's name).
+//
+// Phase 2: load each linear's weight once, apply its group's scales to its
+// columns and the folded scales of a later group to its rows, and quantize
+// it (with the clipping search on the rescaled statistics): a previous
+// linear is thus quantized with both applied. With quantize=false the scaled
+// float weights are stored instead, and the model computes the same
+// function (a check of the folding).
 //
 //===----------------------------------------------------------------------===//
 
+#include "passes/ChannelTrace.h"
 #include "passes/Passes.h"
 #include "passes/WeightRewrite.h"
 
@@ -18,6 +39,7 @@
 
 #include "mlir/IR/Matchers.h"
 #include "llvm/ADT/MapVector.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
 
 namespace qforge {
@@ -94,8 +116,9 @@ void scaleExplicitly(OpBuilder &b, Value x, ArrayRef<float> s,
     user->replaceUsesOfWith(x, scaled);
 }
 
-/// The float weight W·diag(s) as the [1, K, N] operand of `linear.matmul`.
-void setFloatWeight(OpBuilder &b, LinearWeight &linear, ArrayRef<float> w) {
+/// Makes `w` (N x K) the float weight of `linear`, as the [1, K, N] operand
+/// of its matmul, and erases the previous weight constant when dead.
+void storeFloatWeight(OpBuilder &b, LinearWeight &linear, ArrayRef<float> w) {
   int64_t k = linear.cols, n = linear.rows;
   std::vector<float> kn(w.size());
   for (int64_t r = 0; r < n; ++r)
@@ -105,7 +128,10 @@ void setFloatWeight(OpBuilder &b, LinearWeight &linear, ArrayRef<float> w) {
   Value c = createResourceConst<float>(b, linear.matmul.getLoc(),
                                        linear.name + ".awq", kn, {1, k, n},
                                        b.getF32Type());
-  linear.matmul->setOperand(1, c);
+  Value old = linear.matmul.getB();
+  linear.matmul.getBMutable().assign(c);
+  linear.constant = c.getDefiningOp<tosa::ConstOp>().getValues();
+  eraseIfDead(old);
 }
 
 struct QuantizeAWQPass
@@ -127,13 +153,26 @@ struct QuantizeAWQPass
     q::Scheme qs = toQuantScheme(scheme);
     q::AWQOptions options;
     options.gridSize = static_cast<int>(grid);
-    options.clip = clip;
+    // Phase 1 only chooses alpha (clipping does not change the choice);
+    // phase 2 clips the final weights.
+    options.clip = false;
 
     std::vector<LinearWeight> linears = findConstantLinears(getOperation());
     llvm::MapVector<Value, SmallVector<LinearWeight *>> groups;
-    for (LinearWeight &linear : linears)
+    llvm::DenseMap<Operation *, LinearWeight *> linearOf;
+    for (LinearWeight &linear : linears) {
       groups[linear.matmul.getA()].push_back(&linear);
+      linearOf[linear.matmul] = &linear;
+    }
+    auto isLinear = [&](tosa::MatMulOp op) { return linearOf.count(op) > 0; };
+    // Per linear (by index): its group's scales s, which multiply its
+    // columns, and the scales of a later group folded into its rows, which
+    // divide them (empty: none).
+    std::vector<std::vector<float>> columnScale(linears.size()),
+        rowDivisor(linears.size());
+    auto indexOf = [&](const LinearWeight &l) { return &l - linears.data(); };
 
+    // Phase 1: search the scales of each group and make its input X / s.
     OpBuilder b(ctx);
     size_t groupIndex = 0;
     for (auto &[x, members] : groups) {
@@ -143,11 +182,12 @@ struct QuantizeAWQPass
                      << "]";
         for (LinearWeight *m : members)
           llvm::errs() << " " << m->name;
-        llvm::errs() << "\n";
       }
       std::string error;
       FailureOr<std::vector<double>> gram = calibrationGram(first, error);
       if (failed(gram)) {
+        if (progress)
+          llvm::errs() << "\n";
         first.matmul->emitError("qf-awq: ") << error;
         return signalPassFailure();
       }
@@ -171,29 +211,77 @@ struct QuantizeAWQPass
         users.insert(m->matmul);
         userList.push_back(m->matmul);
       }
-      if (!foldIntoProducer(b, x, s, users, first.name + ".awq_input"))
+      std::string fold;
+      if (foldIntoProducer(b, x, s, users, first.name + ".awq_input")) {
+        fold = "gain";
+      } else if (FailureOr<ChannelTrace> trace =
+                     traceChannels(x, userList, isLinear);
+                 succeeded(trace)) {
+        // Divide the previous linear's output channels (phase 2) and the
+        // biases on the way.
+        LinearWeight &producer = *linearOf.lookup(trace->producer);
+        std::vector<float> &divisor = rowDivisor[indexOf(producer)];
+        divisor.resize(k);
+        for (int64_t c = 0; c < k; ++c)
+          divisor[trace->producerChannel[c]] = s[c];
+        scaleChainBiases(b, *trace, s, first.name + ".awq_input");
+        fold = producer.name;
+      } else {
         scaleExplicitly(b, x, s, userList, first.name + ".awq_input");
+        fold = "explicit";
+      }
+      if (progress)
+        llvm::errs() << llvm::format(" (alpha %.2f, ", result.alpha) << fold
+                     << ")\n";
 
-      // Statistics of X / s: XᵀX / (s sᵀ), mean |x| / s.
+      // Statistics of X / s: XᵀX / (s sᵀ), mean |x| / s; one dictionary
+      // for the whole group.
       std::vector<float> xtx(k * k), meanAbs = stats.meanAbs();
       for (int64_t i = 0; i < k; ++i) {
         meanAbs[i] /= s[i];
         for (int64_t j = 0; j < k; ++j)
           xtx[i * k + j] = (*gram)[i * k + j] / (double(s[i]) * s[j]);
       }
-      for (auto [i, m] : llvm::enumerate(members)) {
-        std::vector<float> &w = weights[i];
-        for (int64_t r = 0; r < m->rows; ++r)
-          for (int64_t c = 0; c < k; ++c)
-            w[r * k + c] *= s[c];
-        m->matmul->setAttr(
-            "qf.calib",
-            makeCalibAttr(b, m->name + ".xtx", stats.rows(), xtx, meanAbs));
+      DictionaryAttr calib =
+          makeCalibAttr(b, first.name + ".xtx", stats.rows(), xtx, meanAbs);
+      for (LinearWeight *m : members) {
+        m->matmul->setAttr("qf.calib", calib);
         m->matmul->setAttr("qf.awq_alpha", b.getF64FloatAttr(result.alpha));
-        if (quantize)
-          rewriteAffine(b, *m, scheme, result.quantized[i], w);
-        else
-          setFloatWeight(b, *m, w);
+        m->matmul->setAttr("qf.awq_fold", b.getStringAttr(fold));
+        columnScale[indexOf(*m)] = s;
+      }
+    }
+
+    // Phase 2: each linear's final weight, diag(1/r)·W·diag(s) with r the
+    // scales folded into its rows, quantized on the statistics of its
+    // scaled input (or stored as float with quantize=false).
+    if (progress)
+      llvm::errs() << "qf-awq: quantizing " << linears.size() << " layers\n";
+    for (auto &[x, members] : groups) {
+      for (LinearWeight *m : members) {
+        std::vector<float> w = m->load();
+        const std::vector<float> &s = columnScale[indexOf(*m)];
+        const std::vector<float> &r = rowDivisor[indexOf(*m)];
+        for (int64_t i = 0; i < m->rows; ++i)
+          for (int64_t j = 0; j < m->cols; ++j) {
+            w[i * m->cols + j] *= s[j];
+            if (!r.empty())
+              w[i * m->cols + j] /= r[i];
+          }
+        if (!quantize) {
+          storeFloatWeight(b, *m, w);
+          continue;
+        }
+        std::string error;
+        FailureOr<std::vector<double>> gram = calibrationGram(*m, error);
+        if (failed(gram)) {
+          m->matmul->emitError("qf-awq: ") << error;
+          return signalPassFailure();
+        }
+        q::AffineQuantized quantized =
+            q::quantizeScaled(w.data(), m->rows, m->cols, qs, gram->data(),
+                              clip, options.clipOptions);
+        rewriteAffine(b, *m, scheme, quantized, w);
       }
     }
   }

@@ -175,16 +175,20 @@ qf::DequantizeOp replaceWithDequantized(OpBuilder &b, LinearWeight &linear,
   Value old = matmul.getB();
   matmul.getBMutable().assign(weight3d);
   // Erase the float weight (and its reshape) when nothing else uses it.
-  while (Operation *def = old.getDefiningOp()) {
+  eraseIfDead(old);
+  return dq;
+}
+
+void eraseIfDead(Value v) {
+  while (Operation *def = v.getDefiningOp()) {
     if (!def->use_empty())
-      break;
+      return;
     Value next = isa<tosa::ReshapeOp>(def) ? def->getOperand(0) : Value();
     def->erase();
     if (!next)
-      break;
-    old = next;
+      return;
+    v = next;
   }
-  return dq;
 }
 
 std::vector<float> readFloatsOf(Attribute attr) {

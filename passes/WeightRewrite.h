@@ -77,6 +77,11 @@ qf::DequantizeOp replaceWithDequantized(mlir::OpBuilder &b,
                                         LinearWeight &linear,
                                         const QuantizedWeight &q);
 
+/// Erases the op defining `v` when nothing reads it, and then, through a
+/// tosa.reshape, the op defining the reshape's input (a dead weight or bias
+/// constant and the reshape to its operand shape).
+void eraseIfDead(mlir::Value v);
+
 /// Replaces `linear`'s weight with the affine quantized matrix `q` (codes,
 /// scales and zero points become resource constants) and records on the
 /// qf.dequantize the weight error ‖W − Ŵ‖/‖W‖ against `weight` (N x K,

@@ -56,6 +56,25 @@ double outputSquaredError(const float *ref, const float *approx, int64_t rows,
   return total;
 }
 
+AffineQuantized quantizeScaled(const float *scaled, int64_t rows, int64_t k,
+                               const Scheme &scheme, const double *scaledGram,
+                               bool clip, const ClipOptions &clipOptions) {
+  AffineQuantized rtn = quantizeRTN(scaled, rows, k, scheme);
+  if (!clip)
+    return rtn;
+  ClipWeighting weighting;
+  weighting.gram = scaledGram;
+  AffineQuantized clipped =
+      quantizeRTNClipped(scaled, rows, k, scheme, clipOptions, weighting);
+  // Groups are clipped one at a time, ignoring the cross-group terms of the
+  // output error; keep the clipped matrix only if the whole is better.
+  auto error = [&](const AffineQuantized &q) {
+    std::vector<float> approx = dequantize(q);
+    return outputSquaredError(scaled, approx.data(), rows, k, scaledGram);
+  };
+  return error(clipped) < error(rtn) ? clipped : rtn;
+}
+
 namespace {
 
 /// W diag(s), row-major rows x k.
@@ -135,21 +154,14 @@ AWQResult searchAWQ(const std::vector<AWQMember> &members,
     for (int64_t j = 0; j < K; ++j)
       scaledGram[i * K + j] /= static_cast<double>(result.scales[i]) *
                                static_cast<double>(result.scales[j]);
-  ClipWeighting weighting;
-  weighting.gram = scaledGram.data();
   for (size_t m = 0; m < members.size(); ++m) {
     if (!members[m].clip)
       continue;
     std::vector<float> scaled =
         scaleColumns(members[m].weights, members[m].rows, K, result.scales);
-    AffineQuantized clipped =
-        quantizeRTNClipped(scaled.data(), members[m].rows, K, scheme,
-                           options.clipOptions, weighting);
-    // Groups are clipped one at a time, ignoring the cross-group terms of
-    // the output error; keep the clipped matrix only if the whole is better.
-    if (memberError(m, result.scales, clipped) <
-        memberError(m, result.scales, result.quantized[m]))
-      result.quantized[m] = std::move(clipped);
+    result.quantized[m] =
+        quantizeScaled(scaled.data(), members[m].rows, K, scheme,
+                       scaledGram.data(), true, options.clipOptions);
   }
   result.finalLoss = lossOf(result.scales, result.quantized);
   return result;

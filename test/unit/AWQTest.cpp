@@ -158,4 +158,55 @@ TEST(AWQTest, LossIsOutputMSE) {
       sameQuantized(r.quantized[0], quantizeRTN(scaled.data(), n, k, s)));
 }
 
+// quantizeScaled, given a member's W diag(s) and the Gram matrix of the
+// scaled inputs, reproduces searchAWQ's final matrices (clipped or not);
+// without clipping it is RTN. A weight whose rows are scaled afterwards (as
+// a previous linear receiving a later group's fold) is quantized from its
+// final rows: with RTN a row scaled by a power of two keeps its codes and
+// scales its scales.
+TEST(AWQTest, QuantizeScaledMatchesSearch) {
+  const int64_t rows = 200, k = 96, n = 16;
+  Set set = makeSet(rows, k, n, 130);
+  set.members[1].clip = false;
+  Scheme s = Scheme::grouped(3, 32, true);
+  AWQResult r = searchAWQ(set.members, set.stats, s);
+  std::vector<double> gram = set.stats.gram();
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      gram[i * k + j] /= static_cast<double>(r.scales[i]) * r.scales[j];
+  for (size_t m = 0; m < 3; ++m) {
+    std::vector<float> scaled(set.weights[m]);
+    for (int64_t o = 0; o < n; ++o)
+      for (int64_t i = 0; i < k; ++i)
+        scaled[o * k + i] *= r.scales[i];
+    AffineQuantized q =
+        quantizeScaled(scaled.data(), n, k, s, gram.data(), set.members[m].clip,
+                       ClipOptions{0.5f, 0.025f});
+    EXPECT_TRUE(sameQuantized(q, r.quantized[m])) << "member " << m;
+    AffineQuantized plain =
+        quantizeScaled(scaled.data(), n, k, s, gram.data(), false, {});
+    EXPECT_TRUE(sameQuantized(plain, quantizeRTN(scaled.data(), n, k, s)));
+  }
+
+  // Rows scaled by 2^-j (exact in float): codes unchanged, scales scaled.
+  std::vector<float> scaled(set.weights[2]);
+  for (int64_t o = 0; o < n; ++o)
+    for (int64_t i = 0; i < k; ++i)
+      scaled[o * k + i] *= r.scales[i];
+  std::vector<float> rowScaled(scaled);
+  for (int64_t o = 0; o < n; ++o)
+    for (int64_t i = 0; i < k; ++i)
+      rowScaled[o * k + i] /= static_cast<float>(1 << (o % 3));
+  AffineQuantized a =
+      quantizeScaled(scaled.data(), n, k, s, gram.data(), false, {});
+  AffineQuantized b =
+      quantizeScaled(rowScaled.data(), n, k, s, gram.data(), false, {});
+  EXPECT_EQ(a.codes, b.codes);
+  for (int64_t o = 0; o < n; ++o)
+    for (int64_t g = 0; g < k / 32; ++g)
+      EXPECT_FLOAT_EQ(b.scales[o * (k / 32) + g],
+                      a.scales[o * (k / 32) + g] /
+                          static_cast<float>(1 << (o % 3)));
+}
+
 } // namespace

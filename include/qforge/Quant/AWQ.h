@@ -85,6 +85,17 @@ std::vector<float> awqScales(const std::vector<float> &meanAbs, float alpha);
 std::vector<float> awqReconstruct(const AffineQuantized &q,
                                   const std::vector<float> &scales);
 
+/// The final quantization of one linear whose weights were scaled by AWQ:
+/// `scaled` (rows x k, row-major) is its float weight as it will be
+/// multiplied, W diag(s) possibly with rows scaled by a later fold, and
+/// `scaledGram` the k x k Gram matrix of its scaled inputs,
+/// diag(s)^-1 G diag(s)^-1. Returns RTN of `scaled`, or with `clip` the
+/// clipped form (Clip.h, weighted by `scaledGram`) when that has the lower
+/// output error on `scaledGram`. searchAWQ uses it for its clipping step.
+AffineQuantized quantizeScaled(const float *scaled, int64_t rows, int64_t k,
+                               const Scheme &scheme, const double *scaledGram,
+                               bool clip, const ClipOptions &clipOptions);
+
 /// Searches alpha (and clipping) for `members`, all with K =
 /// stats.channels() input channels, on the calibration statistics `stats`
 /// (at least one row). The scheme must be valid.
