@@ -7,7 +7,6 @@
 #include "passes/ChannelTrace.h"
 #include "passes/WeightRewrite.h"
 
-#include "mlir/IR/Matchers.h"
 #include "llvm/ADT/SmallPtrSet.h"
 
 using namespace mlir;
@@ -175,21 +174,6 @@ FailureOr<ChannelMap> throughReshape(const ChannelMap &out,
     }
   }
   return in;
-}
-
-/// The constant behind `v` (possibly through a tosa.reshape), as floats.
-std::optional<std::vector<float>> constantFloats(Value v) {
-  if (auto reshape = v.getDefiningOp<tosa::ReshapeOp>())
-    v = reshape.getInput1();
-  Attribute values;
-  if (!matchPattern(v, m_Constant(&values)))
-    return std::nullopt;
-  auto type = dyn_cast<ShapedType>(v.getType());
-  std::vector<float> floats = readFloatsOf(values);
-  if (!type || !type.hasStaticShape() ||
-      int64_t(floats.size()) != type.getNumElements())
-    return std::nullopt;
-  return floats;
 }
 
 /// For each element of a constant of static `shape` added to a value whose

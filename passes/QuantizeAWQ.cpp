@@ -37,7 +37,6 @@
 
 #include "qforge/Quant/AWQ.h"
 
-#include "mlir/IR/Matchers.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
@@ -73,22 +72,17 @@ bool foldIntoProducer(OpBuilder &b, Value x, ArrayRef<float> s,
   for (unsigned i = 0; i < 2; ++i) {
     Value operand = mul->getOperand(i);
     auto type = dyn_cast<RankedTensorType>(operand.getType());
-    // The vector, possibly behind a tosa.reshape (to the operand's rank).
-    Value source = operand;
-    if (auto reshape = operand.getDefiningOp<tosa::ReshapeOp>())
-      source = reshape.getInput1();
-    Attribute values;
     if (!type || !type.hasStaticShape() || type.getNumElements() != k ||
-        type.getShape().back() != k || !type.getElementType().isF32() ||
-        !matchPattern(source, m_Constant(&values)))
+        type.getShape().back() != k || !type.getElementType().isF32())
       continue;
-    std::vector<float> scaled = readFloatsOf(values);
-    if (scaled.size() != s.size())
+    // The vector, possibly behind a tosa.reshape (to the operand's rank).
+    std::optional<std::vector<float>> scaled = constantFloats(operand);
+    if (!scaled)
       continue;
-    for (size_t j = 0; j < scaled.size(); ++j)
-      scaled[j] /= s[j];
+    for (size_t j = 0; j < scaled->size(); ++j)
+      (*scaled)[j] /= s[j];
     b.setInsertionPoint(mul);
-    Value c = createResourceConst<float>(b, mul.getLoc(), name, scaled,
+    Value c = createResourceConst<float>(b, mul.getLoc(), name, *scaled,
                                          type.getShape(), b.getF32Type());
     mul->setOperand(i, c);
     return true;

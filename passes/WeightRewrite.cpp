@@ -201,6 +201,20 @@ std::vector<float> readFloatsOf(Attribute attr) {
   return {};
 }
 
+std::optional<std::vector<float>> constantFloats(Value v) {
+  if (auto reshape = v.getDefiningOp<tosa::ReshapeOp>())
+    v = reshape.getInput1();
+  Attribute values;
+  if (!matchPattern(v, m_Constant(&values)))
+    return std::nullopt;
+  auto type = dyn_cast<ShapedType>(v.getType());
+  std::vector<float> floats = readFloatsOf(values);
+  if (!type || !type.hasStaticShape() ||
+      int64_t(floats.size()) != type.getNumElements())
+    return std::nullopt;
+  return floats;
+}
+
 FailureOr<std::vector<double>> calibrationGram(const LinearWeight &linear,
                                                std::string &error) {
   auto calib = linear.matmul->getAttrOfType<DictionaryAttr>("qf.calib");

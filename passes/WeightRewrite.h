@@ -23,6 +23,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,10 @@ std::vector<float> calibrationMeanAbs(const LinearWeight &linear);
 /// The f32 contents of a dense or dense_resource constant; empty for other
 /// attributes.
 std::vector<float> readFloatsOf(mlir::Attribute attr);
+
+/// The values of the constant behind `v` (possibly through a tosa.reshape),
+/// when it is an f32 dense or dense_resource constant of static shape.
+std::optional<std::vector<float>> constantFloats(mlir::Value v);
 
 /// The lib/quant view of an affine qf scheme.
 quant::Scheme toQuantScheme(qf::SchemeAttr scheme);
