@@ -7,6 +7,7 @@
 
 #include "passes/Passes.h"
 
+#include "qforge/Codegen/CPUKernels.h"
 #include "qforge/Codegen/FusedMatmulKernel.h"
 
 namespace qforge {
@@ -21,6 +22,8 @@ namespace {
 struct LowerFusedMatmulToLoopsPass
     : public qforge::impl::LowerFusedMatmulToLoopsPassBase<
           LowerFusedMatmulToLoopsPass> {
+  using Base::Base;
+
   void runOnOperation() override {
     SmallVector<qf::FusedMatmulOp> ops;
     getOperation().walk([&](qf::FusedMatmulOp op) { ops.push_back(op); });
@@ -32,6 +35,16 @@ struct LowerFusedMatmulToLoopsPass
       }
       codegen::FusedMatmulBuffers buf = codegen::getFlattenedBuffers(b, op);
       Location loc = op.getLoc();
+      if (vectorize && codegen::canVectorizeFusedMatmul(buf)) {
+        codegen::CPUKernelOptions options;
+        options.vectorWidth = vectorWidth;
+        options.gemvMaxRows = gemvMaxRows;
+        options.int8Activations = int8Activations;
+        options.parallelMinWeights = parallelMinWeights;
+        codegen::emitVectorFusedMatmul(b, loc, buf, options);
+        op.erase();
+        continue;
+      }
       Value zero = arith::ConstantIndexOp::create(b, loc, 0);
       Value one = arith::ConstantIndexOp::create(b, loc, 1);
       Value m = memref::DimOp::create(b, loc, buf.x, 0);

@@ -12,12 +12,14 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Tosa/IR/TosaOps.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassOptions.h"
 
@@ -41,6 +43,21 @@ struct LoweringOptions : public mlir::PassPipelineOptions<LoweringOptions> {
   Option<std::string> chip{*this, "chip",
                            llvm::cl::desc("NVIDIA architecture for cuda"),
                            llvm::cl::init("sm_80")};
+  Option<int64_t> vectorWidth{
+      *this, "vector-width",
+      llvm::cl::desc("cpu: f32 lanes of the kernels' vectors (16: AVX-512, "
+                     "8: AVX2)"),
+      llvm::cl::init(16)};
+  Option<int64_t> gemvMaxRows{
+      *this, "gemv-max-rows",
+      llvm::cl::desc("cpu: the largest number of activation rows that takes "
+                     "the GEMV kernel"),
+      llvm::cl::init(4)};
+  Option<bool> int8Activations{
+      *this, "int8-activations",
+      llvm::cl::desc("cpu: GEMV with int8 activations and vpdpbusd (AVX-512 "
+                     "VNNI)"),
+      llvm::cl::init(false)};
 };
 
 /// Graph IR (TOSA + qf, weights as arguments) → LLVM dialect for the CPU, or

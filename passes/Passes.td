@@ -154,14 +154,45 @@ def ExternalizeWeightsPass : Pass<"qf-externalize-weights", "::mlir::ModuleOp"> 
 }
 
 def LowerFusedMatmulToLoopsPass : Pass<"qf-lower-fused-matmul-to-loops", "::mlir::func::FuncOp"> {
-  let summary = "Lower buffer-form qf.fused_matmul to loops for the CPU";
+  let summary = "Lower buffer-form qf.fused_matmul to CPU kernels (vector GEMV/GEMM or scalar loops)";
   let description = [{
-    Replaces each `qf.fused_matmul` on memrefs by `scf` loops: parallel over rows and
-    output channels, then per group: unpack codes, accumulate x·(code − zero) and scale
-    once per group, add the CSR outliers and the bias.
+    Replaces each `qf.fused_matmul` on memrefs by a CPU kernel.
+
+    With `vectorize` (the default) and a scheme the vector kernels cover (f32 activations;
+    affine with groups of a multiple of 32 input channels, per channel or per tensor; or a
+    codebook), two SIMD kernels behind a run-time test on the number of activation rows M:
+    - GEMV (M <= `gemv-max-rows`): a vector lane is a unit of 32 codes (`bits` packed words);
+      one load brings `vector-width` units in storage order, constant shifts cut code j of
+      every unit, the activations are transposed once per call to that lane order, scales
+      apply once per unit and zero points through per-unit activation sums;
+    - GEMM (larger M): per tile of 2 x `vector-width` output channels and 256 input channels,
+      the codes are decoded once into an f32 panel that the register-blocked micro-kernel
+      (8 rows x 2 vectors, 4 rows on 8-lane vectors) reuses for every row.
+    Other schemes get scalar loops: per output element and group, unpack codes, accumulate
+    x·(code − zero) and scale once per group. All kernels add the CSR outliers and the bias.
+
+    With `int8-activations`, the GEMV quantizes each unit of 32 activations to int8 (one
+    scale per unit) and multiplies four codes by four activations per `vpdpbusd` lane.
+
+    The outer loop (output channels or tiles) is an `scf.parallel`, which the CPU pipeline
+    turns into OpenMP threads, when the layer has at least `parallel-min-weights` weights.
   }];
+  let options = [
+    Option<"vectorize", "vectorize", "bool", "true",
+           "Use the SIMD kernels where the scheme allows">,
+    Option<"vectorWidth", "vector-width", "int64_t", "16",
+           "f32 lanes per vector (16: AVX-512, 8: AVX2)">,
+    Option<"gemvMaxRows", "gemv-max-rows", "int64_t", "4",
+           "Largest number of activation rows that takes the GEMV kernel">,
+    Option<"int8Activations", "int8-activations", "bool", "false",
+           "GEMV: quantize activations to int8 per 32 channels and use vpdpbusd "
+           "(AVX-512 VNNI; affine schemes, vector-width 16)">,
+    Option<"parallelMinWeights", "parallel-min-weights", "int64_t", "131072",
+           "Smallest N*K that runs on several threads">,
+  ];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::arith::ArithDialect",
-                           "::mlir::memref::MemRefDialect"];
+                           "::mlir::memref::MemRefDialect", "::mlir::vector::VectorDialect",
+                           "::mlir::math::MathDialect", "::mlir::LLVM::LLVMDialect"];
 }
 
 def OrderMatmulLoopsPass : Pass<"qf-order-matmul-loops", "::mlir::func::FuncOp"> {

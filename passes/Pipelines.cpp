@@ -58,16 +58,35 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
     return;
   }
 
-  pm.addNestedPass<func::FuncOp>(createLowerFusedMatmulToLoopsPass());
+  LowerFusedMatmulToLoopsPassOptions kernels;
+  kernels.vectorWidth = options.vectorWidth;
+  kernels.int8Activations = options.int8Activations;
+  kernels.gemvMaxRows = options.gemvMaxRows;
+  pm.addNestedPass<func::FuncOp>(createLowerFusedMatmulToLoopsPass(kernels));
   pm.addNestedPass<func::FuncOp>(createOrderMatmulLoopsPass());
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  // scf.parallel → OpenMP threads (libomp). The canonicalizer inlines the
+  // memref.alloca_scope that wraps each parallel body (kernels allocate their
+  // scratch on the heap, so no scope keeps an alloca).
+  pm.addPass(createConvertSCFToOpenMPPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createConvertVectorToSCFPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
   pm.addPass(createSCFToControlFlowPass());
-  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  ConvertVectorToLLVMPassOptions vectorToLLVM;
+  vectorToLLVM.reassociateFPReductions = true;
+  pm.addPass(createConvertVectorToLLVMPass(vectorToLLVM));
+  // Buffers come from the runtime's pool (_mlir_memref_to_llvm_alloc/free),
+  // which reuses them from call to call instead of mapping fresh pages.
+  FinalizeMemRefToLLVMConversionPassOptions memrefToLLVM;
+  memrefToLLVM.useGenericFunctions = true;
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass(memrefToLLVM));
   pm.addPass(createArithToLLVMConversionPass());
   pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createUBToLLVMConversionPass());
   pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(createConvertOpenMPToLLVMPass());
   pm.addPass(createConvertControlFlowToLLVMPass());
   pm.addPass(createConvertIndexToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());

@@ -12,6 +12,7 @@
 
 #include "qforge/Runtime/Runtime.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -22,14 +23,18 @@ using qfm::ArgRole;
 
 namespace {
 using EntryFn = void (*)(void **);
+using SetThreadsFn = void (*)(int);
+
+std::atomic<int> requestedThreads{0};
 
 class CPUBackend final : public Backend {
 public:
   CPUBackend(std::shared_ptr<const Module> module,
              const qfm::TargetInfo &target,
-             std::unique_ptr<SharedObject> object, EntryFn entry)
+             std::unique_ptr<SharedObject> object, EntryFn entry,
+             SetThreadsFn setThreads)
       : module(std::move(module)), target(target), object(std::move(object)),
-        entry(entry) {}
+        entry(entry), setThreads(setThreads) {}
 
   std::string description() const override {
     return "cpu (" +
@@ -54,6 +59,9 @@ public:
     std::vector<size_t> ranks = outputRanks(m);
     if (!ranks.empty())
       args.addResults(ranks);
+    // OpenMP's thread count is per calling thread: set it before each call.
+    if (setThreads && requestedThreads.load() > 0)
+      setThreads(requestedThreads.load());
     entry(args.data());
     return collectResults(
         args, m, outputs,
@@ -61,7 +69,7 @@ public:
           std::memcpy(dst, src, bytes);
           return true;
         },
-        [](void *allocated) { std::free(allocated); }, err);
+        [](void *allocated) { cpuFree(allocated); }, err);
   }
 
 private:
@@ -69,8 +77,12 @@ private:
   const qfm::TargetInfo &target;
   std::unique_ptr<SharedObject> object;
   EntryFn entry;
+  SetThreadsFn setThreads;
 };
 } // namespace
+
+void rt::setCPUThreads(int threads) { requestedThreads = threads; }
+int rt::cpuThreads() { return requestedThreads.load(); }
 
 std::unique_ptr<Backend>
 rt::createCPUBackend(std::shared_ptr<const Module> module,
@@ -94,7 +106,11 @@ rt::createCPUBackend(std::shared_ptr<const Module> module,
   void *symbol = object->symbol(target.symbol, err);
   if (!symbol)
     return nullptr;
-  return std::make_unique<CPUBackend>(std::move(module), target,
-                                      std::move(object),
-                                      reinterpret_cast<EntryFn>(symbol));
+  // Present when the code has parallel loops (libomp is then a dependency).
+  std::string ignored;
+  void *setThreads = object->symbol("omp_set_num_threads", ignored);
+  return std::make_unique<CPUBackend>(
+      std::move(module), target, std::move(object),
+      reinterpret_cast<EntryFn>(symbol),
+      reinterpret_cast<SetThreadsFn>(setThreads));
 }

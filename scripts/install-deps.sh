@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ git
-  libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools lld-22
+  libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools lld-22 libomp-22-dev
   libonnx-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev
   libgtest-dev libbenchmark-dev
   python3-onnx python3-numpy libonnx-testdata

@@ -28,6 +28,9 @@
 #ifndef QF_LINKER_PATH
 #define QF_LINKER_PATH "ld.lld"
 #endif
+#ifndef QF_OMP_DIR
+#define QF_OMP_DIR "/usr/lib/llvm-22/lib"
+#endif
 
 using namespace mlir;
 
@@ -77,32 +80,21 @@ static std::vector<std::string> runtimeFeatures(const llvm::TargetMachine &tm) {
   return out;
 }
 
-bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
-                       bool hasResults, const NativeOptions &options,
-                       SharedObject &out, std::string &error) {
+/// A target machine for the host triple and `cpuName` ("native": the host CPU
+/// with the features it reports).
+static std::unique_ptr<llvm::TargetMachine>
+createTargetMachine(const std::string &cpuName, std::string &error) {
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
-
-  llvm::LLVMContext ctx;
-  std::unique_ptr<llvm::Module> llvmModule =
-      translateModuleToLLVMIR(module, ctx);
-  if (!llvmModule) {
-    error = "translation to LLVM IR failed";
-    return false;
-  }
-  if (!addPackedEntry(*llvmModule, entry, numArgs, hasResults, out.symbol,
-                      error))
-    return false;
-
   llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
   std::string lookupError;
   const llvm::Target *target =
       llvm::TargetRegistry::lookupTarget(triple, lookupError);
   if (!target) {
     error = "no LLVM target for " + triple.str() + ": " + lookupError;
-    return false;
+    return nullptr;
   }
-  std::string cpu = options.cpu;
+  std::string cpu = cpuName;
   std::string features;
   if (cpu == "native") {
     cpu = llvm::sys::getHostCPUName().str();
@@ -115,10 +107,42 @@ bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
   std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
       triple, cpu, features, targetOptions, llvm::Reloc::PIC_, std::nullopt,
       llvm::CodeGenOptLevel::Aggressive));
-  if (!tm) {
+  if (!tm)
     error = "cannot create a target machine for CPU '" + cpu + "'";
+  return tm;
+}
+
+bool cpuHasFeature(const std::string &cpu, const std::string &feature) {
+  std::string error;
+  std::unique_ptr<llvm::TargetMachine> tm = createTargetMachine(cpu, error);
+  return tm && tm->getMCSubtargetInfo()->checkFeatures("+" + feature);
+}
+
+int64_t preferredVectorWidth(const std::string &cpu) {
+  return cpuHasFeature(cpu, "avx512f") ? 16 : 8;
+}
+
+bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
+                       bool hasResults, const NativeOptions &options,
+                       SharedObject &out, std::string &error) {
+
+  llvm::LLVMContext ctx;
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(module, ctx);
+  if (!llvmModule) {
+    error = "translation to LLVM IR failed";
     return false;
   }
+  if (!addPackedEntry(*llvmModule, entry, numArgs, hasResults, out.symbol,
+                      error))
+    return false;
+
+  std::unique_ptr<llvm::TargetMachine> tm =
+      createTargetMachine(options.cpu, error);
+  if (!tm)
+    return false;
+  llvm::Triple triple = tm->getTargetTriple();
+  std::string cpu = tm->getTargetCPU().str();
   llvmModule->setDataLayout(tm->createDataLayout());
   llvmModule->setTargetTriple(triple);
   out.cpu = cpu;
@@ -166,8 +190,12 @@ bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
     linker = *found;
   }
   std::string linkError;
-  SmallVector<StringRef> args = {linker, "-shared", "--no-undefined-version",
-                                 "-o",   soPath,    objPath};
+  // Parallel loops call LLVM's OpenMP runtime (libomp), found at run time
+  // where it was at compile time; a module without them does not need it.
+  SmallVector<StringRef> args = {linker,     "-shared", "--no-undefined-version",
+                                 "-o",       soPath,    objPath,
+                                 "--as-needed", "-L" QF_OMP_DIR, "-lomp",
+                                 "-rpath",   QF_OMP_DIR};
   int rc = llvm::sys::ExecuteAndWait(linker, args, std::nullopt, {}, 0, 0,
                                      &linkError);
   if (rc != 0) {

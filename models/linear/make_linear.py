@@ -2,11 +2,12 @@
 """Writes a one-layer linear ONNX model: y = x @ W (+ b).
 
   make_linear.py OUT.onnx --in 64 --out 32 --batch 1 --seed 0 [--bias]
-                [--ref-dir DIR] [--opset 17]
+                [--dynamic-batch] [--ref-dir DIR] [--opset 17]
 
 Input `x` is float32 [batch, in], output `y` float32 [batch, out]. The weight
 `fc.weight` [in, out] and bias `fc.bias` [out] are random float32 (normal,
-scaled by 1/sqrt(in)) from --seed. Nodes are named `fc/MatMul` and
+scaled by 1/sqrt(in)) from --seed. With --dynamic-batch the rows of x and y
+are a symbolic dimension `M` (--batch still sizes the reference input). Nodes are named `fc/MatMul` and
 `fc/Add`. With --ref-dir, also writes DIR/x.npy (a random input from the
 same seed) and DIR/y.npy (its float32 output).
 
@@ -31,6 +32,8 @@ def main():
     ap.add_argument("--batch", type=int, default=1, help="rows of x")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bias", action="store_true", help="add a bias")
+    ap.add_argument("--dynamic-batch", action="store_true",
+                    help="leave the rows of x and y dynamic ('M')")
     ap.add_argument("--ref-dir", help="write x.npy and y.npy here")
     ap.add_argument("--opset", type=int, default=17)
     args = ap.parse_args()
@@ -51,12 +54,13 @@ def main():
     else:
         nodes.append(helper.make_node("MatMul", ["x", "fc.weight"], ["y"],
                                       name="fc/MatMul"))
+    rows = "M" if args.dynamic_batch else args.batch
     graph = helper.make_graph(
         nodes, "linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                       [args.batch, args.n_in])],
+                                       [rows, args.n_in])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT,
-                                       [args.batch, args.n_out])],
+                                       [rows, args.n_out])],
         inits)
     model = helper.make_model(
         graph, producer_name="qforge-gen_linear",

@@ -5,6 +5,8 @@ code with the C++ implementation, so tests compare two implementations.
 """
 import json
 import struct
+import subprocess
+import sys
 
 import numpy as np
 
@@ -65,3 +67,42 @@ def dequantize(codes, scales, zero_points, bits, group_size, cols):
     else:
         z = zero_points.view(np.uint8).astype(np.float64)[srow][:, g]
     return s * (q - z), s
+
+
+def gemv_activations(module, bits, group_size):
+    """'int8' when the module's CPU decode GEMV quantizes the activations of an affine
+    layer with this scheme to int8, else 'f32'. The module records whether its GEMV uses
+    int8 activations (CPUs with AVX-512 VNNI); the kernels apply them to 1/2/4/8-bit codes
+    in groups of a multiple of 32 channels, per channel or per tensor (docs/decisions.md,
+    decision 16)."""
+    for t in module.manifest.get("targets", []):
+        if t.get("kind") == "cpu" and t.get("gemv_activations") == "int8":
+            if 8 % bits == 0 and (group_size <= 0 or group_size % 32 == 0):
+                return "int8"
+    return "f32"
+
+
+def int8_activations(x):
+    """What the int8-activation GEMV computes with: x [M, K] rounded per unit of 32
+    channels to d * round-half-even(x * (127 / max|x|)) with d = max|x| / 127 (all in
+    f32, as the kernel does), and d for every channel. Returns (x_rounded, d), float64."""
+    M, K = x.shape
+    units = (K + 31) // 32
+    xp = np.zeros((M, units * 32), np.float32)
+    xp[:, :K] = x
+    xu = xp.reshape(M, units, 32)
+    amax = np.abs(xu).max(axis=2, keepdims=True)
+    d = amax / np.float32(127)
+    inv = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1),
+                   np.float32(0)).astype(np.float32)
+    xq = np.round((xu * inv).astype(np.float32))
+    xr = (xq.astype(np.float64) * d.astype(np.float64)).reshape(M, -1)[:, :K]
+    dk = np.broadcast_to(d, xu.shape).reshape(M, -1)[:, :K].astype(np.float64)
+    return xr, dk
+
+
+def run(cmd):
+    """Runs a tool; on failure, exits the test with its command line and output."""
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(cmd)}\n{r.stdout}{r.stderr}")

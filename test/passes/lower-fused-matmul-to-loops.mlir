@@ -1,4 +1,6 @@
-// RUN: qforge-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(qf-lower-fused-matmul-to-loops,canonicalize,cse))' | FileCheck %s
+// RUN: qforge-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(qf-lower-fused-matmul-to-loops{vectorize=false},canonicalize,cse))' | FileCheck %s
+// The scalar kernel (vectorize=false; also what schemes the vector kernels do not cover
+// get). The vector kernels: cpu-kernels.mlir here, numerics in test/e2e/cpu-kernels.test.
 
 // x [1, 2, 64] is viewed as [2, 64]; one parallel iteration per (row, output channel); per
 // group of 32: scale * sum_k x[m,k] * (code - 8); then the bias. 4-bit codes fill words, and

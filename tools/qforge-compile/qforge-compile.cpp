@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "qforge/Compiler/Compiler.h"
+#include "qforge/Runtime/Runtime.h"
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
@@ -45,6 +46,17 @@ static cl::opt<std::string>
         cl::desc("CPU to generate code for: native or an LLVM CPU "
                  "name (x86-64-v3 is portable to AVX2 machines)"),
         cl::init("native"), cl::cat(category));
+static cl::opt<std::string> activations(
+    "activations",
+    cl::desc("CPU decode kernels' activations: int8 (quantized per 32 "
+             "channels, integer dot products; needs AVX-512 VNNI, else f32) "
+             "or f32"),
+    cl::init("int8"), cl::cat(category));
+static cl::opt<int64_t> gemvMaxRows(
+    "gemv-max-rows",
+    cl::desc("CPU: calls with at most this many activation rows take the "
+             "GEMV (decode) kernel, more rows the GEMM kernel"),
+    cl::init(4), cl::cat(category));
 static cl::list<std::string> shapes("shape",
                                     cl::desc("Static input shape, name=1x256"),
                                     cl::value_desc("name=DxD"),
@@ -90,6 +102,39 @@ static cl::opt<bool>
                         "at a time, each measured on the model whose earlier "
                         "stages are already quantized"),
                cl::cat(category));
+// --threads N is read before LLVM's option parser (libLLVM registers its own
+// 'threads' option).
+static cl::extrahelp threadsHelp(
+    "\n  --threads N      CPU threads of the calibration runs (default: all "
+    "cores)\n");
+
+/// Removes --threads N / --threads=N from argv; returns N (0 when absent) or
+/// -1 when the value is not a positive integer.
+static int takeThreads(int &argc, char **argv) {
+  int threads = 0;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    StringRef arg = argv[i];
+    StringRef value;
+    if (arg == "--threads" || arg == "-threads") {
+      if (i + 1 >= argc)
+        return -1;
+      value = argv[++i];
+    } else if (arg.consume_front("--threads=") ||
+               arg.consume_front("-threads=")) {
+      value = arg;
+    } else {
+      argv[out++] = argv[i];
+      continue;
+    }
+    unsigned n;
+    if (value.getAsInteger(10, n) || n == 0 || n > 4096)
+      return -1;
+    threads = int(n);
+  }
+  argc = out;
+  return threads;
+}
 static cl::opt<bool> quiet("quiet", cl::desc("Print nothing on success"),
                            cl::cat(category));
 
@@ -100,10 +145,14 @@ static int fail(const std::string &message) {
 
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
+  int threads = takeThreads(argc, argv);
+  if (threads < 0)
+    return fail("--threads expects an integer from 1 to 4096");
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv,
                               "qforge ahead-of-time quantizing compiler\n");
 
+  qforge::rt::setCPUThreads(threads);
   qforge::CompileOptions options;
   options.input = input;
   options.output = output;
@@ -112,6 +161,13 @@ int main(int argc, char **argv) {
   options.groupSize = groupSize;
   options.symmetric = sym;
   options.cpu = cpu;
+  if (activations != "int8" && activations != "f32")
+    return fail("--activations must be int8 or f32, not '" + activations +
+                "'");
+  options.activations = activations;
+  if (gemvMaxRows < 0)
+    return fail("--gemv-max-rows must be 0 or more");
+  options.gemvMaxRows = gemvMaxRows;
   options.printIRAfterAll = printIR;
   options.dumpIRDir = dumpIR;
   options.emitPTXDir = emitPTX;

@@ -296,12 +296,23 @@ splitNamed(const std::string &spec, const char *option,
 // Subcommands
 //===----------------------------------------------------------------------===//
 
+int64_t parseCount(const Options &options, const std::string &name,
+                   int64_t fallback, int64_t min);
+
+/// --threads N: the CPU threads of every later call (0 or absent: all cores).
+void applyThreads(const Options &options) {
+  if (options.has("threads"))
+    setCPUThreads(int(std::min<int64_t>(parseCount(options, "threads", 0, 1),
+                                        4096)));
+}
+
 int runMain(const Command &, const std::string &modulePath,
             const Options &options) {
   if (!options.positionals.empty())
     throw Failure("unexpected argument '" + options.positionals.front() +
                   "' (see qforge-run --help)");
   DeviceKind device;
+  applyThreads(options);
   std::string deviceName = options.get("device", "auto");
   if (!parseDeviceKind(deviceName, device))
     throw Failure("unknown device '" + deviceName +
@@ -423,6 +434,7 @@ LMSession openLanguageModel(const std::string &modulePath,
     throw Failure("unexpected argument '" + options.positionals.front() +
                   "' (see qforge-run --help)");
   DeviceKind device;
+  applyThreads(options);
   std::string deviceName = options.get("device", "auto");
   if (!parseDeviceKind(deviceName, device))
     throw Failure("unknown device '" + deviceName +
@@ -519,6 +531,7 @@ int benchMain(const Command &, const std::string &modulePath,
     throw Failure("unexpected argument '" + options.positionals.front() +
                   "' (see qforge-run --help)");
   DeviceKind device;
+  applyThreads(options);
   std::string deviceName = options.get("device", "auto");
   if (!parseDeviceKind(deviceName, device))
     throw Failure("unknown device '" + deviceName +
@@ -579,6 +592,7 @@ const std::vector<Command> &commands() {
         {"device", "auto|cpu|cuda", false,
          "where to run (auto: the GPU if the module has code for it and one "
          "is available, else the CPU)"},
+        {"threads", "N", false, "CPU threads (default: all cores)"},
         {"verbose", nullptr, false, "say which device runs the module"}},
        runMain},
       {"info",
@@ -590,7 +604,8 @@ const std::vector<Command> &commands() {
        {{"text", "FILE", false, "the text to score (its bytes are the tokens)"},
         {"window", "N", false,
          "tokens per call (default 256; a static sequence length wins)"},
-        {"device", "auto|cpu|cuda", false, "where to run"}},
+        {"device", "auto|cpu|cuda", false, "where to run"},
+        {"threads", "N", false, "CPU threads (default: all cores)"}},
        perplexityMain},
       {"generate",
        "continue a prompt with a byte-level language model",
@@ -600,14 +615,16 @@ const std::vector<Command> &commands() {
         {"top-k", "K", false, "sample among the K most likely bytes (0: all)"},
         {"seed", "N", false, "random seed for sampling (default 0)"},
         {"window", "N", false, "context tokens per step (default 256)"},
-        {"device", "auto|cpu|cuda", false, "where to run"}},
+        {"device", "auto|cpu|cuda", false, "where to run"},
+        {"threads", "N", false, "CPU threads (default: all cores)"}},
        generateMain},
       {"bench",
        "time the entry point on zero inputs (milliseconds per call)",
        {{"iterations", "N", false, "timed calls (default 20)"},
         {"warmup", "N", false, "untimed calls first (default 3)"},
         {"dim", "N", false, "size of every dynamic dimension (default 1)"},
-        {"device", "auto|cpu|cuda", false, "where to run"}},
+        {"device", "auto|cpu|cuda", false, "where to run"},
+        {"threads", "N", false, "CPU threads (default: all cores)"}},
        benchMain},
   };
   return table;

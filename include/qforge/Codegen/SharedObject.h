@@ -21,6 +21,14 @@ struct NativeOptions {
   unsigned optLevel = 3;
 };
 
+/// f32 lanes the CPU kernels should use for `cpu` ("native" or an LLVM CPU
+/// name): 16 where it has AVX-512, else 8.
+int64_t preferredVectorWidth(const std::string &cpu);
+
+/// Whether `cpu` ("native" or an LLVM CPU name) has `feature` (e.g.
+/// "avx512vnni").
+bool cpuHasFeature(const std::string &cpu, const std::string &feature);
+
 struct SharedObject {
   std::vector<char> bytes;
   /// The packed entry symbol: `void symbol(void **args)`.

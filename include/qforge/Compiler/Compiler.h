@@ -36,6 +36,11 @@ struct CompileOptions {
   std::vector<CompileTarget> targets = {{"cpu", ""}};
   std::string cpu = "native";
   unsigned optLevel = 3; // LLVM optimization level of CPU code
+  // CPU GEMV activations: "int8" (quantized per 32 channels, vpdpbusd; where
+  // the CPU has AVX-512 VNNI, else f32) or "f32".
+  std::string activations = "int8";
+  // CPU: the largest number of activation rows that takes the GEMV kernel.
+  int64_t gemvMaxRows = 4;
   importer::ImportOptions import;
   bool printIRAfterAll = false;
   std::string dumpIRDir; // one numbered file per pass

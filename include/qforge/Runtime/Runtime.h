@@ -204,6 +204,16 @@ bool collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
 /// The ranks of the module's outputs, for MemRefArgs::addResults.
 std::vector<size_t> outputRanks(const qfm::Manifest &manifest);
 
+/// The buffer pool generated CPU code allocates from (MLIR's generic
+/// allocation functions): buffers an entry returns are released with cpuFree.
+void *cpuAllocate(size_t size);
+void cpuFree(void *p);
+
+/// Threads the CPU code of modules runs its parallel loops on (OpenMP), for
+/// every later call in this process; 0 (the default) means all cores.
+void setCPUThreads(int threads);
+int cpuThreads();
+
 std::unique_ptr<Backend> createCPUBackend(std::shared_ptr<const Module> module,
                                           const qfm::TargetInfo &target,
                                           std::string &err);

@@ -313,6 +313,13 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
     lowering.target = target.kind;
     if (!target.chip.empty())
       lowering.chip = target.chip;
+    if (target.kind == "cpu") {
+      lowering.vectorWidth = codegen::preferredVectorWidth(options.cpu);
+      lowering.gemvMaxRows = options.gemvMaxRows;
+      lowering.int8Activations =
+          options.activations == "int8" && lowering.vectorWidth == 16 &&
+          codegen::cpuHasFeature(options.cpu, "avx512vnni");
+    }
     buildLoweringPipeline(pm, lowering);
     if (!c.run(pm, *lowered, "lowering for " + target.kind, error))
       return false;
@@ -361,6 +368,8 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
     if (target.kind == "cpu") {
       t["cpu"] = so.cpu;
       t["features"] = so.features;
+      t["vector_width"] = lowering.vectorWidth.getValue();
+      t["gemv_activations"] = lowering.int8Activations ? "int8" : "f32";
     }
     targets.push_back(t);
   }

@@ -1,0 +1,61 @@
+//===- CPUKernels.h - Vectorized CPU kernels for qf.fused_matmul -*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+//
+// SIMD kernels for a buffer-form qf.fused_matmul, emitted as vector/scf/arith/
+// memref IR. Two variants, chosen at run time by the number of activation rows
+// M (dynamic when the sequence length is):
+//
+//  - GEMV (M <= gemvMaxRows, decode): a lane of the vector is a unit of 32
+//    consecutive codes (`bits` packed words), so one vector load brings the
+//    words of `width` units in storage order and constant shifts cut code j of
+//    every unit at once; the activations are transposed once per call to the
+//    same lane order. Each lane applies its group's scale once per unit;
+//    zero points are folded through per-unit activation sums.
+//  - GEMM (M > gemvMaxRows, prefill): per tile of 2*width output channels and
+//    256 input channels, the codes are decoded once into a cache-resident f32
+//    panel, then a register-blocked micro-kernel (rows x 2 vectors of
+//    accumulators) multiplies every activation row by it.
+//
+// Both run their outer loop as scf.parallel (threads through OpenMP) when the
+// layer is large enough to pay for a fork.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QFORGE_CODEGEN_CPUKERNELS_H
+#define QFORGE_CODEGEN_CPUKERNELS_H
+
+#include "qforge/Codegen/FusedMatmulKernel.h"
+
+namespace qforge::codegen {
+
+struct CPUKernelOptions {
+  /// f32 lanes per vector: 16 (AVX-512) or 8 (AVX2).
+  int64_t vectorWidth = 16;
+  /// Largest M that takes the GEMV kernel.
+  int64_t gemvMaxRows = 4;
+  /// GEMV with activations quantized to int8 per 32 input channels and
+  /// integer dot products (AVX-512 VNNI vpdpbusd); affine schemes of 1, 2, 4
+  /// or 8 bits with 16 lanes only (their codes sit in bytes after one shift
+  /// and mask), others keep f32 activations.
+  bool int8Activations = false;
+  /// Layers with fewer weights (N * K) run their loops on one thread.
+  int64_t parallelMinWeights = 1 << 17;
+};
+
+/// Whether the vector kernels handle this fused matmul: f32 activations and
+/// output, an affine scheme whose groups are whole 32-code units (or per
+/// channel / per tensor) or a codebook scheme.
+bool canVectorizeFusedMatmul(const FusedMatmulBuffers &buf);
+
+/// Emits the vector kernels (GEMV and GEMM behind a test on M) for `buf` at
+/// the builder's insertion point.
+void emitVectorFusedMatmul(mlir::OpBuilder &b, mlir::Location loc,
+                           const FusedMatmulBuffers &buf,
+                           const CPUKernelOptions &options);
+
+} // namespace qforge::codegen
+
+#endif // QFORGE_CODEGEN_CPUKERNELS_H

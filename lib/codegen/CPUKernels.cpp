@@ -1,0 +1,773 @@
+//===- CPUKernels.cpp - Vectorized CPU kernels for qf.fused_matmul -*- C++ -*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qforge/Codegen/CPUKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+#include <algorithm>
+#include <array>
+
+using namespace mlir;
+
+namespace qforge::codegen {
+
+/// Codes per lane unit: a unit is `bits` consecutive 32-bit words, which hold
+/// exactly 32 codes for every width, straddling or not.
+static constexpr int64_t kUnit = 32;
+/// Input channels per decoded GEMM panel.
+static constexpr int64_t kPanelK = 256;
+
+bool canVectorizeFusedMatmul(const FusedMatmulBuffers &buf) {
+  auto elem = [](Value v) {
+    return cast<MemRefType>(v.getType()).getElementType();
+  };
+  if (!elem(buf.x).isF32() || !elem(buf.out).isF32())
+    return false;
+  for (Value v : {buf.codes, buf.scales, buf.zeroPoints, buf.lut})
+    if (v && !cast<MemRefType>(v.getType()).getLayout().isIdentity())
+      return false;
+  qf::SchemeAttr s = buf.scheme;
+  if (s.getBits() < 1 || s.getBits() > 8)
+    return false;
+  if (s.isCodebook())
+    return true;
+  return s.isPerTensor() || s.isPerChannel() ||
+         (s.getGroupSize() > 0 && s.getGroupSize() % kUnit == 0);
+}
+
+namespace {
+
+/// Builds the kernels of one fused matmul.
+class KernelBuilder {
+public:
+  KernelBuilder(OpBuilder &builder, Location loc, const FusedMatmulBuffers &buf,
+                const CPUKernelOptions &options)
+      : b(loc, builder), buf(buf), V(options.vectorWidth),
+        gemvMaxRows(options.gemvMaxRows), s(buf.scheme), bits(s.getBits()),
+        N(buf.rows), K(buf.cols), W(s.wordsPerRow(K)),
+        G(s.isCodebook() ? 1 : s.groupsPerRow(K)),
+        parallel(N * K >= options.parallelMinWeights),
+        int8(options.int8Activations && s.isAffine() && V == 16 &&
+             8 % s.getBits() == 0) {
+    f32 = b.getF32Type();
+    i32 = b.getI32Type();
+    vf = VectorType::get({V}, f32);
+    vi = VectorType::get({V}, i32);
+    units = (K + kUnit - 1) / kUnit;
+    blocks = (units + V - 1) / V;
+    fullBlocks = W / (V * bits);
+    if (fullBlocks > blocks)
+      fullBlocks = blocks;
+    groupSize = s.getGroupSize() > 0 ? s.getGroupSize() : K;
+  }
+
+  void emit() {
+    // Flat views of the weights, for gathers across rows.
+    codes = flatten(buf.codes);
+    if (buf.scales)
+      scales = flatten(buf.scales);
+    if (buf.zeroPoints)
+      zeroPoints = flatten(buf.zeroPoints);
+    if (buf.lut)
+      lut = flatten(buf.lut);
+    Value m = memref::DimOp::create(b, buf.x, 0);
+    Value small = arith::CmpIOp::create(b, arith::CmpIPredicate::ule, m,
+                                        idx(gemvMaxRows));
+    auto branch = scf::IfOp::create(b, TypeRange{}, small,
+                                    /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(branch.thenBlock()->getTerminator());
+    if (int8)
+      emitGemvInt8(m);
+    else
+      emitGemv(m);
+    b.setInsertionPoint(branch.elseBlock()->getTerminator());
+    emitGemm(m);
+  }
+
+private:
+  ImplicitLocOpBuilder b;
+  const FusedMatmulBuffers &buf;
+  int64_t V, gemvMaxRows;
+  qf::SchemeAttr s;
+  unsigned bits;
+  int64_t N, K, W, G;
+  bool parallel, int8;
+  int64_t units = 0, blocks = 0, fullBlocks = 0, groupSize = 0;
+  Type f32, i32;
+  VectorType vf, vi;
+  Value codes, scales, zeroPoints, lut;
+
+  //===--- small helpers --------------------------------------------------===//
+
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
+  Value minU(Value x, Value y) { return arith::MinUIOp::create(b, x, y); }
+  Value toI32(Value index) {
+    return arith::IndexCastOp::create(b, i32, index);
+  }
+  Value splatI(int64_t v) {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(vi, b.getI32IntegerAttr(int32_t(v))));
+  }
+  Value splatF(double v) {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(vf, b.getF32FloatAttr(float(v))));
+  }
+  Value broadcast(VectorType t, Value scalar) {
+    return vector::BroadcastOp::create(b, t, scalar);
+  }
+  /// <0, 1, ..., V-1> * step as i32.
+  Value laneTimes(int64_t step) {
+    SmallVector<int32_t> v;
+    for (int64_t l = 0; l < V; ++l)
+      v.push_back(int32_t(l * step));
+    return arith::ConstantOp::create(b, DenseElementsAttr::get(vi, ArrayRef(v)));
+  }
+  Value allTrue(int64_t n) {
+    auto t = VectorType::get({n}, b.getI1Type());
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(t, b.getBoolAttr(true)));
+  }
+  Value toF32(Value v) {
+    auto t = cast<VectorType>(v.getType());
+    if (t.getElementType().isF32())
+      return v;
+    return arith::ExtFOp::create(b, VectorType::get(t.getShape(), f32), v);
+  }
+  Value scalarToF32(Value v) {
+    return v.getType().isF32() ? v : Value(arith::ExtFOp::create(b, f32, v));
+  }
+  Value fma(Value x, Value y, Value acc) {
+    return vector::FMAOp::create(b, x, y, acc);
+  }
+
+  /// A contiguous identity-layout memref viewed as 1-D.
+  Value flatten(Value v) {
+    auto t = cast<MemRefType>(v.getType());
+    if (t.getRank() == 1)
+      return v;
+    ReassociationIndices all;
+    for (int64_t i = 0; i < t.getRank(); ++i)
+      all.push_back(i);
+    return memref::CollapseShapeOp::create(
+        b, v, SmallVector<ReassociationIndices>{all});
+  }
+
+  /// Gathers `base[offset + index[l]]` for every lane (index: vector of i32).
+  Value gather(Value base, Value offset, Value index) {
+    Type et = cast<MemRefType>(base.getType()).getElementType();
+    auto t = VectorType::get({V}, et);
+    Value pass = arith::ConstantOp::create(
+        b, DenseElementsAttr::get(t, b.getZeroAttr(et)));
+    return vector::GatherOp::create(b, t, base, ValueRange{offset}, index,
+                                    allTrue(V), pass);
+  }
+
+  /// A loop whose body returns the values it yields.
+  SmallVector<Value>
+  loop(Value lb, Value ub, Value step, ValueRange init,
+       llvm::function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto op = scf::ForOp::create(
+        b, b.getLoc(), lb, ub, step, init,
+        [&](OpBuilder &ob, Location, Value iv, ValueRange args) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(ob.getInsertionBlock(), ob.getInsertionPoint());
+          SmallVector<Value> next = body(iv, args);
+          scf::YieldOp::create(b, next);
+        });
+    return SmallVector<Value>(op.getResults());
+  }
+  void loop(Value lb, Value ub, Value step,
+            llvm::function_ref<void(Value)> body) {
+    loop(lb, ub, step, {}, [&](Value iv, ValueRange) {
+      body(iv);
+      return SmallVector<Value>();
+    });
+  }
+  /// The outer loop of a kernel: threads when the layer is large enough.
+  void outerLoop(Value ub, llvm::function_ref<void(Value)> body) {
+    if (!parallel)
+      return loop(idx(0), ub, idx(1), body);
+    scf::ParallelOp::create(
+        b, b.getLoc(), ValueRange{idx(0)}, ValueRange{ub}, ValueRange{idx(1)},
+        [&](OpBuilder &ob, Location, ValueRange ivs) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(ob.getInsertionBlock(), ob.getInsertionPoint());
+          body(ivs[0]);
+        });
+  }
+
+  /// Code j (0..31) of every lane's unit, from the unit's words (one vector
+  /// per word, lane = unit).
+  Value unitCode(ArrayRef<Value> words, int64_t j) {
+    int64_t q = j * bits / 32, r = j * bits % 32;
+    Value v = words[q];
+    if (r)
+      v = arith::ShRUIOp::create(b, v, splatI(r));
+    if (r + bits > 32)
+      v = arith::OrIOp::create(
+          b, v, arith::ShLIOp::create(b, words[q + 1], splatI(32 - r)));
+    if (r + bits != 32)
+      v = arith::AndIOp::create(b, v, splatI((1 << bits) - 1));
+    return v;
+  }
+  /// Codes are below 2^8: the signed conversion is exact and one instruction
+  /// on every x86 vector ISA.
+  Value codeToF32(Value code) { return arith::SIToFPOp::create(b, vf, code); }
+
+  /// The group of the unit that starts at input channel k0 (index), clamped
+  /// to the row's groups (padding units past K).
+  Value groupOf(Value k0) {
+    return minU(arith::DivUIOp::create(b, k0, idx(groupSize)), idx(G - 1));
+  }
+  Value scaleRow(Value n) { return s.isPerTensor() ? idx(0) : n; }
+
+  //===--- GEMV -------------------------------------------------------------===//
+
+  void emitGemv(Value m) {
+    // Activations transposed to the lane order of the weights:
+    // xt[((row*blocks + blk)*32 + j)*V + l] = x[row, (blk*V + l)*32 + j] (0
+    // past K) and xs[(row*blocks + blk)*V + l] = the sum of that unit.
+    auto dyn = [&](int64_t per) {
+      Value size = mul(m, idx(per));
+      return memref::AllocOp::create(
+          b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{size},
+          b.getI64IntegerAttr(64));
+    };
+    Value xt = dyn(blocks * kUnit * V);
+    Value xs = dyn(blocks * V);
+    Value zero = arith::ConstantOp::create(b, b.getF32FloatAttr(0.0f));
+    loop(idx(0), m, idx(1), [&](Value row) {
+      loop(idx(0), idx(blocks), idx(1), [&](Value blk) {
+        Value rb = add(mul(row, idx(blocks)), blk);
+        loop(idx(0), idx(V), idx(1), [&](Value l) {
+          Value k0 = mul(add(mul(blk, idx(V)), l), idx(kUnit));
+          Value sum =
+              loop(idx(0), idx(kUnit), idx(1), {zero},
+                   [&](Value j, ValueRange acc) -> SmallVector<Value> {
+                     Value k = add(k0, j);
+                     Value in = arith::CmpIOp::create(
+                         b, arith::CmpIPredicate::ult, k, idx(K));
+                     Value v = memref::LoadOp::create(
+                         b, buf.x, ValueRange{row, minU(k, idx(K - 1))});
+                     v = arith::SelectOp::create(b, in, v, zero);
+                     Value at = add(mul(add(mul(rb, idx(kUnit)), j), idx(V)), l);
+                     memref::StoreOp::create(b, v, xt, ValueRange{at});
+                     return {arith::AddFOp::create(b, acc[0], v)};
+                   })[0];
+          memref::StoreOp::create(b, sum, xs,
+                                  ValueRange{add(mul(rb, idx(V)), l)});
+        });
+      });
+    });
+
+    outerLoop(idx(N), [&](Value n) {
+      loop(idx(0), m, idx(1), [&](Value row) {
+        Value acc = loop(idx(0), idx(fullBlocks), idx(1), {splatF(0.0)},
+                         [&](Value blk, ValueRange a) -> SmallVector<Value> {
+                           return {gemvBlock(n, row, blk, xt, xs, a[0],
+                                             /*masked=*/false)};
+                         })[0];
+        if (fullBlocks < blocks)
+          acc = gemvBlock(n, row, idx(fullBlocks), xt, xs, acc,
+                          /*masked=*/true);
+        Value total = vector::ReductionOp::create(
+            b, vector::CombiningKind::ADD, acc, arith::FastMathFlags::reassoc);
+        total = addOutliersAndBias(n, row, total);
+        memref::StoreOp::create(b, total, buf.out, ValueRange{row, n});
+      });
+    });
+    memref::DeallocOp::create(b, xt);
+    memref::DeallocOp::create(b, xs);
+  }
+
+  /// The packed words of block `blk` of row n, one vector per word of a unit
+  /// (lane = unit). A masked block reads only the words the row has.
+  SmallVector<Value> loadUnitWords(Value n, Value blk, bool masked) {
+    int64_t blockWords = V * bits;
+    Value wordOffset = mul(blk, idx(blockWords));
+    Value base = add(mul(n, idx(W)), wordOffset);
+    auto wt = VectorType::get({blockWords}, i32);
+    Value words;
+    if (masked) {
+      Value avail = arith::SubIOp::create(b, idx(W), wordOffset);
+      Value mask = vector::CreateMaskOp::create(
+          b, VectorType::get({blockWords}, b.getI1Type()), ValueRange{avail});
+      Value pass = arith::ConstantOp::create(
+          b, DenseElementsAttr::get(wt, b.getI32IntegerAttr(0)));
+      words = vector::MaskedLoadOp::create(b, wt, codes, ValueRange{base}, mask,
+                                           pass);
+    } else {
+      words = vector::LoadOp::create(b, wt, codes, ValueRange{base});
+    }
+    // Word q of every unit: a lane-strided shuffle of the block.
+    if (bits == 1)
+      return {words};
+    SmallVector<Value> w;
+    for (unsigned q = 0; q < bits; ++q) {
+      SmallVector<int64_t> pick;
+      for (int64_t l = 0; l < V; ++l)
+        pick.push_back(l * bits + q);
+      w.push_back(vector::ShuffleOp::create(b, words, words, pick));
+    }
+    return w;
+  }
+
+  /// The scale and zero of every unit of block `blk` of row n (affine).
+  std::pair<Value, Value> unitScaleZero(Value n, Value blk) {
+    Value k0 = mul(blk, idx(V * kUnit));
+    Value scale, zero;
+    Value sRow = mul(scaleRow(n), idx(G));
+    if (groupSize % (V * kUnit) == 0) {
+      // The whole block is in one group: one scale for every lane.
+      Value g = add(sRow, groupOf(k0));
+      scale = broadcast(vf, scalarToF32(memref::LoadOp::create(
+                                b, scales, ValueRange{g})));
+      if (zeroPoints) {
+        Value z = memref::LoadOp::create(b, zeroPoints, ValueRange{g});
+        z = arith::ExtUIOp::create(b, i32, z);
+        zero = broadcast(vf, arith::SIToFPOp::create(b, f32, z));
+      }
+    } else if ((V * kUnit) % groupSize == 0) {
+      // A few whole groups per block: one short contiguous load of their
+      // scales, spread to the lanes by a constant shuffle (no gather).
+      int64_t perBlock = V * kUnit / groupSize;
+      Value first = arith::DivUIOp::create(b, k0, idx(groupSize));
+      Value at = add(sRow, first);
+      Value avail = arith::SubIOp::create(b, idx(G), first);
+      SmallVector<int64_t> spread;
+      for (int64_t l = 0; l < V; ++l)
+        spread.push_back(l * kUnit / groupSize);
+      auto few = [&](Value mem) {
+        Type et = cast<MemRefType>(mem.getType()).getElementType();
+        auto t = VectorType::get({perBlock}, et);
+        Value mask = vector::CreateMaskOp::create(
+            b, VectorType::get({perBlock}, b.getI1Type()), ValueRange{avail});
+        Value pass = arith::ConstantOp::create(
+            b, DenseElementsAttr::get(t, b.getZeroAttr(et)));
+        Value v =
+            vector::MaskedLoadOp::create(b, t, mem, ValueRange{at}, mask, pass);
+        return Value(vector::ShuffleOp::create(b, v, v, spread));
+      };
+      scale = toF32(few(scales));
+      if (zeroPoints) {
+        Value z = arith::ExtUIOp::create(b, vi, few(zeroPoints));
+        zero = arith::SIToFPOp::create(b, vf, z);
+      }
+    } else {
+      Value unitStart =
+          arith::AddIOp::create(b, broadcast(vi, toI32(k0)), laneTimes(kUnit));
+      Value g = arith::DivUIOp::create(b, unitStart, splatI(groupSize));
+      g = arith::MinUIOp::create(b, g, splatI(G - 1));
+      scale = toF32(gather(scales, sRow, g));
+      if (zeroPoints) {
+        Value z = gather(zeroPoints, sRow, g);
+        z = arith::ExtUIOp::create(b, vi, z);
+        zero = arith::SIToFPOp::create(b, vf, z);
+      }
+    }
+    if (!zero)
+      zero = splatF(double(1u << (bits - 1)));
+    return {scale, zero};
+  }
+
+  /// One block of V units of row n: returns acc + this block's lane sums.
+  Value gemvBlock(Value n, Value row, Value blk, Value xt, Value xs, Value acc,
+                  bool masked) {
+    SmallVector<Value> w = loadUnitWords(n, blk, masked);
+    Value rb = add(mul(row, idx(blocks)), blk);
+    Value xBase = mul(rb, idx(kUnit * V));
+    Value lutRow = s.isCodebook() ? mul(n, idx(int64_t(1) << bits)) : Value();
+    constexpr int numPartial = 4;
+    SmallVector<Value> part(numPartial, splatF(0.0));
+    for (int64_t j = 0; j < kUnit; ++j) {
+      Value code = unitCode(w, j);
+      Value value = s.isCodebook() ? toF32(gather(lut, lutRow, code))
+                                   : codeToF32(code);
+      Value xv =
+          vector::LoadOp::create(b, vf, xt, ValueRange{add(xBase, idx(j * V))});
+      part[j % numPartial] = fma(value, xv, part[j % numPartial]);
+    }
+    Value sum = arith::AddFOp::create(
+        b, arith::AddFOp::create(b, part[0], part[1]),
+        arith::AddFOp::create(b, part[2], part[3]));
+    if (s.isCodebook())
+      return arith::AddFOp::create(b, acc, sum);
+
+    // scale_l * (sum_j code_j x_j - zero_l * sum_j x_j), once per unit.
+    auto [scale, zero] = unitScaleZero(n, blk);
+    Value xsum = vector::LoadOp::create(b, vf, xs, ValueRange{mul(rb, idx(V))});
+    Value centered = arith::SubFOp::create(b, sum, arith::MulFOp::create(
+                                                       b, zero, xsum));
+    return fma(scale, centered, acc);
+  }
+
+  //===--- GEMV with int8 activations (AVX-512 VNNI) ------------------------===//
+  //
+  // The activations of each unit (32 input channels) are quantized to int8
+  // with one scale d = max|x| / 127, as llama.cpp's Q8_0 does; vpdpbusd then
+  // multiplies four unsigned codes by four signed activations and adds them
+  // into each i32 lane. A unit's 32 codes form 8 slots of 4 bytes: slot
+  // (q, i) is word q shifted by i*bits and masked per byte, with no per-code
+  // work, for the widths that divide 8 (3-bit codes keep f32 activations).
+  // y += scale * d * (sum q*xq - zero * sum xq) per unit.
+
+  /// The codes (indices in the unit) in the four bytes of slot t: slot
+  /// (q, i) = t is word q shifted right by i*bits, so byte c holds code
+  /// q*(32/bits) + c*(8/bits) + i.
+  std::array<int64_t, 4> slotCodes(int64_t t) const {
+    std::array<int64_t, 4> j;
+    int64_t perByte = 8 / bits, q = t / perByte, i = t % perByte;
+    for (int64_t c = 0; c < 4; ++c)
+      j[c] = q * (32 / bits) + c * perByte + i;
+    return j;
+  }
+
+  /// Slot t of every unit: four codes as the bytes of an i32 lane.
+  Value slotBytes(ArrayRef<Value> w, int64_t t) {
+    int64_t perByte = 8 / bits, q = t / perByte, i = t % perByte;
+    Value v = w[q];
+    if (i)
+      v = arith::ShRUIOp::create(b, v, splatI(i * bits));
+    if (bits != 8)
+      v = arith::AndIOp::create(
+          b, v, splatI(int64_t(((1u << bits) - 1) * 0x01010101u)));
+    return v;
+  }
+
+  void emitGemvInt8(Value m) {
+    auto dyn = [&](Type t, int64_t per) {
+      Value size = mul(m, idx(per));
+      return memref::AllocOp::create(
+          b, MemRefType::get({ShapedType::kDynamic}, t), ValueRange{size},
+          b.getI64IntegerAttr(64));
+    };
+    // xq[((row*blocks + blk)*8 + t)*V + l]: slot t of unit (blk*V + l), as
+    // four int8 in an i32; xd and xsum: the unit's scale d and sum of xq.
+    Value xq = dyn(i32, blocks * 8 * V);
+    Value xd = dyn(f32, blocks * V);
+    Value xsum = dyn(f32, blocks * V);
+    auto v32 = VectorType::get({kUnit}, f32);
+    auto v32i = VectorType::get({kUnit}, i32);
+    auto v32b = VectorType::get({kUnit}, b.getI8Type());
+    SmallVector<int64_t> order;
+    for (int64_t t = 0; t < 8; ++t)
+      for (int64_t j : slotCodes(t))
+        order.push_back(j);
+    loop(idx(0), m, idx(1), [&](Value row) {
+      loop(idx(0), idx(blocks), idx(1), [&](Value blk) {
+        Value rb = add(mul(row, idx(blocks)), blk);
+        loop(idx(0), idx(V), idx(1), [&](Value l) {
+          Value k0 = mul(add(mul(blk, idx(V)), l), idx(kUnit));
+          Value avail = arith::SubIOp::create(b, idx(K), k0);
+          Value mask = vector::CreateMaskOp::create(
+              b, VectorType::get({kUnit}, b.getI1Type()), ValueRange{avail});
+          Value zeros = arith::ConstantOp::create(
+              b, DenseElementsAttr::get(v32, b.getF32FloatAttr(0.0f)));
+          Value xv = vector::MaskedLoadOp::create(b, v32, buf.x,
+                                                  ValueRange{row, k0}, mask,
+                                                  zeros);
+          Value amax = vector::ReductionOp::create(
+              b, vector::CombiningKind::MAXIMUMF, math::AbsFOp::create(b, xv));
+          Value zero = arith::ConstantOp::create(b, b.getF32FloatAttr(0.0f));
+          Value c127 = arith::ConstantOp::create(b, b.getF32FloatAttr(127.0f));
+          Value d = arith::DivFOp::create(b, amax, c127);
+          Value positive =
+              arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, amax, zero);
+          Value inv = arith::SelectOp::create(
+              b, positive, arith::DivFOp::create(b, c127, amax), zero);
+          Value scaled = arith::MulFOp::create(
+              b, xv, vector::BroadcastOp::create(b, v32, inv));
+          Value q = arith::FPToSIOp::create(
+              b, v32i, math::RoundEvenOp::create(b, scaled));
+          Value qsum = vector::ReductionOp::create(
+              b, vector::CombiningKind::ADD, q);
+          Value at = add(mul(rb, idx(V)), l);
+          memref::StoreOp::create(b, d, xd, ValueRange{at});
+          memref::StoreOp::create(b, arith::SIToFPOp::create(b, f32, qsum),
+                                  xsum, ValueRange{at});
+          Value q8 = arith::TruncIOp::create(b, v32b, q);
+          Value slots = vector::BitCastOp::create(
+              b, VectorType::get({8}, i32),
+              vector::ShuffleOp::create(b, q8, q8, order));
+          for (int64_t t = 0; t < 8; ++t) {
+            Value e = vector::ExtractOp::create(b, slots, t);
+            Value dst = add(mul(add(mul(rb, idx(8)), idx(t)), idx(V)), l);
+            memref::StoreOp::create(b, e, xq, ValueRange{dst});
+          }
+        });
+      });
+    });
+
+    outerLoop(idx(N), [&](Value n) {
+      loop(idx(0), m, idx(1), [&](Value row) {
+        Value acc = loop(idx(0), idx(fullBlocks), idx(1), {splatF(0.0)},
+                         [&](Value blk, ValueRange a) -> SmallVector<Value> {
+                           return {gemvBlockInt8(n, row, blk, xq, xd, xsum,
+                                                 a[0], /*masked=*/false)};
+                         })[0];
+        if (fullBlocks < blocks)
+          acc = gemvBlockInt8(n, row, idx(fullBlocks), xq, xd, xsum, acc,
+                              /*masked=*/true);
+        Value total = vector::ReductionOp::create(
+            b, vector::CombiningKind::ADD, acc, arith::FastMathFlags::reassoc);
+        total = addOutliersAndBias(n, row, total);
+        memref::StoreOp::create(b, total, buf.out, ValueRange{row, n});
+      });
+    });
+    for (Value v : {xq, xd, xsum})
+      memref::DeallocOp::create(b, v);
+  }
+
+  Value gemvBlockInt8(Value n, Value row, Value blk, Value xq, Value xd,
+                      Value xsum, Value acc, bool masked) {
+    SmallVector<Value> w = loadUnitWords(n, blk, masked);
+    Value rb = add(mul(row, idx(blocks)), blk);
+    auto bytes = VectorType::get({4 * V}, b.getI8Type());
+    Value zeroI = splatI(0);
+    SmallVector<Value> part(4, zeroI);
+    StringAttr dot = b.getStringAttr("llvm.x86.avx512.vpdpbusd.512");
+    for (int64_t t = 0; t < 8; ++t) {
+      Value codes8 = vector::BitCastOp::create(b, bytes, slotBytes(w, t));
+      Value xv = vector::LoadOp::create(
+          b, vi, xq, ValueRange{mul(add(mul(rb, idx(8)), idx(t)), idx(V))});
+      Value x8 = vector::BitCastOp::create(b, bytes, xv);
+      part[t % 4] = LLVM::CallIntrinsicOp::create(
+                        b, vi, dot, ValueRange{part[t % 4], codes8, x8})
+                        .getResult(0);
+    }
+    Value sum = arith::AddIOp::create(
+        b, arith::AddIOp::create(b, part[0], part[1]),
+        arith::AddIOp::create(b, part[2], part[3]));
+    Value fsum = arith::SIToFPOp::create(b, vf, sum);
+    auto [scale, zero] = unitScaleZero(n, blk);
+    Value at = mul(rb, idx(V));
+    Value d = vector::LoadOp::create(b, vf, xd, ValueRange{at});
+    Value qsum = vector::LoadOp::create(b, vf, xsum, ValueRange{at});
+    Value centered = arith::SubFOp::create(
+        b, fsum, arith::MulFOp::create(b, zero, qsum));
+    return fma(arith::MulFOp::create(b, scale, d), centered, acc);
+  }
+
+  /// total + the CSR outliers of row n times x[row] + bias[n].
+  Value addOutliersAndBias(Value n, Value row, Value total,
+                           bool withBias = true) {
+    if (buf.rowPtr) {
+      auto toIndex = [&](Value v) {
+        return arith::IndexCastOp::create(b, b.getIndexType(), v);
+      };
+      Value first = toIndex(memref::LoadOp::create(b, buf.rowPtr, n));
+      Value last = toIndex(
+          memref::LoadOp::create(b, buf.rowPtr, ValueRange{add(n, idx(1))}));
+      total = loop(first, last, idx(1), {total},
+                   [&](Value j, ValueRange acc) -> SmallVector<Value> {
+                     Value col = toIndex(
+                         memref::LoadOp::create(b, buf.colIdx, ValueRange{j}));
+                     Value xv = memref::LoadOp::create(b, buf.x,
+                                                       ValueRange{row, col});
+                     Value v = scalarToF32(
+                         memref::LoadOp::create(b, buf.values, ValueRange{j}));
+                     return {arith::AddFOp::create(
+                         b, acc[0], arith::MulFOp::create(b, xv, v))};
+                   })[0];
+    }
+    if (buf.bias && withBias)
+      total = arith::AddFOp::create(
+          b, total,
+          scalarToF32(memref::LoadOp::create(b, buf.bias, ValueRange{n})));
+    return total;
+  }
+
+  //===--- GEMM -------------------------------------------------------------===//
+
+  void emitGemm(Value m) {
+    const int64_t halves = 2, NT = halves * V;
+    const int64_t MT = V >= 16 ? 8 : 4;
+    const int64_t tiles = (N + NT - 1) / NT;
+    const int64_t chunks = (K + kPanelK - 1) / kPanelK;
+    Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
+    outerLoop(idx(tiles), [&](Value t) {
+      Value n0 = mul(t, idx(NT));
+      Value panel = memref::AllocOp::create(
+          b, MemRefType::get({kPanelK * NT}, f32), ValueRange{},
+          b.getI64IntegerAttr(64));
+      // Per half: the output channels of each lane (clamped to the last row,
+      // whose values are never stored) and the mask of those that exist.
+      SmallVector<Value> rowIds, masks;
+      for (int64_t h = 0; h < halves; ++h) {
+        Value first = add(n0, idx(h * V));
+        Value ids = arith::AddIOp::create(b, broadcast(vi, toI32(first)),
+                                          laneTimes(1));
+        rowIds.push_back(arith::MinUIOp::create(b, ids, splatI(N - 1)));
+        // create_mask clamps: negative is none, over V is all.
+        Value avail = arith::SubIOp::create(b, idx(N), first);
+        masks.push_back(vector::CreateMaskOp::create(
+            b, VectorType::get({V}, b.getI1Type()), ValueRange{avail}));
+      }
+      // The tile starts as the bias (or zero) in every row.
+      SmallVector<Value> init;
+      for (int64_t h = 0; h < halves; ++h) {
+        if (buf.bias) {
+          Type bt = cast<MemRefType>(buf.bias.getType()).getElementType();
+          auto t = VectorType::get({V}, bt);
+          Value pass = arith::ConstantOp::create(
+              b, DenseElementsAttr::get(t, b.getZeroAttr(bt)));
+          init.push_back(toF32(vector::MaskedLoadOp::create(
+              b, t, buf.bias, ValueRange{add(n0, idx(h * V))}, masks[h],
+              pass)));
+        } else {
+          init.push_back(splatF(0.0));
+        }
+      }
+      loop(idx(0), m, idx(1), [&](Value row) {
+        for (int64_t h = 0; h < halves; ++h)
+          vector::MaskedStoreOp::create(b, buf.out,
+                                        ValueRange{row, add(n0, idx(h * V))},
+                                        masks[h], init[h]);
+      });
+      loop(idx(0), idx(chunks), idx(1), [&](Value c) {
+        Value kc0 = mul(c, idx(kPanelK));
+        Value kcLen = minU(idx(kPanelK), arith::SubIOp::create(b, idx(K), kc0));
+        decodePanel(panel, kc0, kcLen, rowIds);
+        loop(idx(0), mFull, idx(MT), [&](Value m0) {
+          microKernel(panel, m0, MT, n0, kc0, kcLen, masks);
+        });
+        loop(mFull, m, idx(1), [&](Value m0) {
+          microKernel(panel, m0, 1, n0, kc0, kcLen, masks);
+        });
+      });
+      if (buf.rowPtr) {
+        Value last = minU(add(n0, idx(NT)), idx(N));
+        loop(n0, last, idx(1), [&](Value n) {
+          loop(idx(0), m, idx(1), [&](Value row) {
+            Value y = memref::LoadOp::create(b, buf.out, ValueRange{row, n});
+            // Outliers only: the bias is already in the tile.
+            y = addOutliersAndBias(n, row, y, /*withBias=*/false);
+            memref::StoreOp::create(b, y, buf.out, ValueRange{row, n});
+          });
+        });
+      }
+      memref::DeallocOp::create(b, panel);
+    });
+  }
+
+  /// panel[kk*NT + h*V + l] = W[row_h,l][kc0 + kk] for kk < kcLen.
+  void decodePanel(Value panel, Value kc0, Value kcLen,
+                   ArrayRef<Value> rowIds) {
+    const int64_t halves = rowIds.size(), NT = halves * V;
+    Value unitsHere = arith::DivUIOp::create(b, add(kcLen, idx(kUnit - 1)),
+                                             idx(kUnit));
+    Value u0 = arith::DivUIOp::create(b, kc0, idx(kUnit));
+    loop(idx(0), unitsHere, idx(1), [&](Value u) {
+      Value unit = add(u0, u);
+      Value k0 = mul(unit, idx(kUnit));
+      for (int64_t h = 0; h < halves; ++h) {
+        Value rows = rowIds[h];
+        Value rowWords = arith::MulIOp::create(b, rows, splatI(W));
+        SmallVector<Value> w;
+        for (unsigned q = 0; q < bits; ++q) {
+          Value word = minU(add(mul(unit, idx(bits)), idx(q)), idx(W - 1));
+          w.push_back(gather(codes, word, rowWords));
+        }
+        Value scale, zero;
+        if (s.isAffine()) {
+          Value g = groupOf(k0);
+          if (s.isPerTensor()) {
+            scale = broadcast(vf, scalarToF32(memref::LoadOp::create(
+                                      b, scales, ValueRange{idx(0)})));
+            if (zeroPoints) {
+              Value z = memref::LoadOp::create(b, zeroPoints,
+                                               ValueRange{idx(0)});
+              z = arith::ExtUIOp::create(b, i32, z);
+              zero = broadcast(vf, arith::SIToFPOp::create(b, f32, z));
+            }
+          } else {
+            Value at = arith::MulIOp::create(b, rows, splatI(G));
+            scale = toF32(gather(scales, g, at));
+            if (zeroPoints) {
+              Value z = arith::ExtUIOp::create(b, vi, gather(zeroPoints, g, at));
+              zero = arith::SIToFPOp::create(b, vf, z);
+            }
+          }
+          if (!zero)
+            zero = splatF(double(1u << (bits - 1)));
+        }
+        Value lutRows;
+        if (s.isCodebook())
+          lutRows =
+              arith::MulIOp::create(b, rows, splatI(int64_t(1) << bits));
+        Value dst = add(mul(u, idx(kUnit * NT)), idx(h * V));
+        for (int64_t j = 0; j < kUnit; ++j) {
+          Value code = unitCode(w, j);
+          Value value;
+          if (s.isCodebook()) {
+            value = toF32(gather(lut, idx(0),
+                                 arith::AddIOp::create(b, lutRows, code)));
+          } else {
+            value = arith::MulFOp::create(
+                b, arith::SubFOp::create(b, codeToF32(code), zero), scale);
+          }
+          vector::StoreOp::create(b, value, panel,
+                                  ValueRange{add(dst, idx(j * NT))});
+        }
+      }
+    });
+  }
+
+  /// out[m0 .. m0+rows, n0 .. n0+NT] += x[m0 .., kc0 .. kc0+kcLen] · panel.
+  void microKernel(Value panel, Value m0, int64_t rows, Value n0, Value kc0,
+                   Value kcLen, ArrayRef<Value> masks) {
+    const int64_t halves = masks.size(), NT = halves * V;
+    SmallVector<Value> acc;
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t h = 0; h < halves; ++h)
+        acc.push_back(vector::MaskedLoadOp::create(
+            b, vf, buf.out, ValueRange{add(m0, idx(i)), add(n0, idx(h * V))},
+            masks[h], splatF(0.0)));
+    acc = loop(idx(0), kcLen, idx(1), acc,
+               [&](Value kk, ValueRange a) -> SmallVector<Value> {
+                 SmallVector<Value> bv, next(a.begin(), a.end());
+                 for (int64_t h = 0; h < halves; ++h)
+                   bv.push_back(vector::LoadOp::create(
+                       b, vf, panel,
+                       ValueRange{add(mul(kk, idx(NT)), idx(h * V))}));
+                 Value k = add(kc0, kk);
+                 for (int64_t i = 0; i < rows; ++i) {
+                   Value xv = memref::LoadOp::create(
+                       b, buf.x, ValueRange{add(m0, idx(i)), k});
+                   Value xb = broadcast(vf, xv);
+                   for (int64_t h = 0; h < halves; ++h)
+                     next[i * halves + h] =
+                         fma(xb, bv[h], next[i * halves + h]);
+                 }
+                 return next;
+               });
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t h = 0; h < halves; ++h)
+        vector::MaskedStoreOp::create(
+            b, buf.out, ValueRange{add(m0, idx(i)), add(n0, idx(h * V))},
+            masks[h], acc[i * halves + h]);
+  }
+};
+
+} // namespace
+
+void emitVectorFusedMatmul(OpBuilder &b, Location loc,
+                           const FusedMatmulBuffers &buf,
+                           const CPUKernelOptions &options) {
+  KernelBuilder(b, loc, buf, options).emit();
+}
+
+} // namespace qforge::codegen
