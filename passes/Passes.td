@@ -195,6 +195,27 @@ def LowerFusedMatmulToLoopsPass : Pass<"qf-lower-fused-matmul-to-loops", "::mlir
                            "::mlir::math::MathDialect", "::mlir::LLVM::LLVMDialect"];
 }
 
+def LowerFloatMatmulPass : Pass<"qf-lower-float-matmul", "::mlir::func::FuncOp"> {
+  let summary = "Lower float linear layers (matmuls with a static right operand) to the GEMM kernel";
+  let description = [{
+    Replaces each `linalg.matmul`, or `linalg.batch_matmul` with a batch of one, on f32
+    buffers whose right operand B [K, N] has a static shape (a linear layer's weight) by the
+    register-blocked GEMM micro-kernel of the fused kernels, reading B in place: per tile of
+    2 x `vector-width` output channels (threads, when N*K >= `parallel-min-weights`) and 256
+    input channels, 8 rows of the left operand at a time (4 with 8-lane vectors), one row
+    for the rest. Like linalg, it accumulates into the output buffer. Products with dynamic
+    operand shapes (attention) are left to the loop lowering.
+  }];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", "16",
+           "f32 lanes per vector (16: AVX-512, 8: AVX2)">,
+    Option<"parallelMinWeights", "parallel-min-weights", "int64_t", "131072",
+           "Smallest N*K that runs on several threads">,
+  ];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::memref::MemRefDialect", "::mlir::vector::VectorDialect"];
+}
+
 def OrderMatmulLoopsPass : Pass<"qf-order-matmul-loops", "::mlir::func::FuncOp"> {
   let summary = "Put the reduction loop of float matmuls outside the output-column loop";
   let description = [{

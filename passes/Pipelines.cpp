@@ -63,6 +63,9 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
   kernels.int8Activations = options.int8Activations;
   kernels.gemvMaxRows = options.gemvMaxRows;
   pm.addNestedPass<func::FuncOp>(createLowerFusedMatmulToLoopsPass(kernels));
+  LowerFloatMatmulPassOptions floatMatmul;
+  floatMatmul.vectorWidth = options.vectorWidth;
+  pm.addNestedPass<func::FuncOp>(createLowerFloatMatmulPass(floatMatmul));
   pm.addNestedPass<func::FuncOp>(createOrderMatmulLoopsPass());
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   // scf.parallel → OpenMP threads (libomp). The canonicalizer inlines the

@@ -50,14 +50,16 @@ namespace {
 /// Builds the kernels of one fused matmul.
 class KernelBuilder {
 public:
+  /// `buf.scheme` null: float weights, `buf.codes` the [K, N] matrix.
   KernelBuilder(OpBuilder &builder, Location loc, const FusedMatmulBuffers &buf,
                 const CPUKernelOptions &options)
       : b(loc, builder), buf(buf), V(options.vectorWidth),
-        gemvMaxRows(options.gemvMaxRows), s(buf.scheme), bits(s.getBits()),
-        N(buf.rows), K(buf.cols), W(s.wordsPerRow(K)),
-        G(s.isCodebook() ? 1 : s.groupsPerRow(K)),
+        gemvMaxRows(options.gemvMaxRows), s(buf.scheme),
+        bits(s ? s.getBits() : 32), N(buf.rows), K(buf.cols),
+        W(s ? s.wordsPerRow(K) : N),
+        G(!s || s.isCodebook() ? 1 : s.groupsPerRow(K)),
         parallel(N * K >= options.parallelMinWeights),
-        int8(options.int8Activations && s.isAffine() && V == 16 &&
+        int8(s && options.int8Activations && s.isAffine() && V == 16 &&
              8 % s.getBits() == 0) {
     f32 = b.getF32Type();
     i32 = b.getI32Type();
@@ -65,10 +67,37 @@ public:
     vi = VectorType::get({V}, i32);
     units = (K + kUnit - 1) / kUnit;
     blocks = (units + V - 1) / V;
-    fullBlocks = W / (V * bits);
-    if (fullBlocks > blocks)
-      fullBlocks = blocks;
-    groupSize = s.getGroupSize() > 0 ? s.getGroupSize() : K;
+    fullBlocks = std::min(W / (V * bits), blocks);
+    groupSize = s && s.getGroupSize() > 0 ? s.getGroupSize() : K;
+  }
+
+  /// out[M, N] += x[M, K] · weights[K, N] with float weights, through the
+  /// GEMM micro-kernel reading the weights in place (rows of 2V columns).
+  void emitFloat() {
+    const int64_t NT = 2 * V, MT = V >= 16 ? 8 : 4;
+    Value m = memref::DimOp::create(b, buf.x, 0);
+    Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
+    Value weights = flatten(buf.codes);
+    outerLoop(idx((N + NT - 1) / NT), [&](Value t) {
+      Value n0 = mul(t, idx(NT));
+      SmallVector<Value> masks = tileMasks(n0, 2);
+      auto loadB = [&](Value kc0, Value kk, int64_t h) -> Value {
+        Value at = add(mul(add(kc0, kk), idx(N)), add(n0, idx(h * V)));
+        return vector::MaskedLoadOp::create(b, vf, weights, ValueRange{at},
+                                            masks[h], splatF(0.0));
+      };
+      loop(idx(0), idx((K + kPanelK - 1) / kPanelK), idx(1), [&](Value c) {
+        Value kc0 = mul(c, idx(kPanelK));
+        Value kcLen = minU(idx(kPanelK), arith::SubIOp::create(b, idx(K), kc0));
+        auto fromWeights = [&](Value kk, int64_t h) { return loadB(kc0, kk, h); };
+        loop(idx(0), mFull, idx(MT), [&](Value m0) {
+          microKernel(fromWeights, m0, MT, n0, kc0, kcLen, masks);
+        });
+        loop(mFull, m, idx(1), [&](Value m0) {
+          microKernel(fromWeights, m0, 1, n0, kc0, kcLen, masks);
+        });
+      });
+    });
   }
 
   void emit() {
@@ -605,16 +634,12 @@ private:
           b.getI64IntegerAttr(64));
       // Per half: the output channels of each lane (clamped to the last row,
       // whose values are never stored) and the mask of those that exist.
-      SmallVector<Value> rowIds, masks;
+      SmallVector<Value> rowIds, masks = tileMasks(n0, halves);
       for (int64_t h = 0; h < halves; ++h) {
         Value first = add(n0, idx(h * V));
         Value ids = arith::AddIOp::create(b, broadcast(vi, toI32(first)),
                                           laneTimes(1));
         rowIds.push_back(arith::MinUIOp::create(b, ids, splatI(N - 1)));
-        // create_mask clamps: negative is none, over V is all.
-        Value avail = arith::SubIOp::create(b, idx(N), first);
-        masks.push_back(vector::CreateMaskOp::create(
-            b, VectorType::get({V}, b.getI1Type()), ValueRange{avail}));
       }
       // The tile starts as the bias (or zero) in every row.
       SmallVector<Value> init;
@@ -641,11 +666,15 @@ private:
         Value kc0 = mul(c, idx(kPanelK));
         Value kcLen = minU(idx(kPanelK), arith::SubIOp::create(b, idx(K), kc0));
         decodePanel(panel, kc0, kcLen, rowIds);
+        auto fromPanel = [&](Value kk, int64_t h) -> Value {
+          return vector::LoadOp::create(
+              b, vf, panel, ValueRange{add(mul(kk, idx(NT)), idx(h * V))});
+        };
         loop(idx(0), mFull, idx(MT), [&](Value m0) {
-          microKernel(panel, m0, MT, n0, kc0, kcLen, masks);
+          microKernel(fromPanel, m0, MT, n0, kc0, kcLen, masks);
         });
         loop(mFull, m, idx(1), [&](Value m0) {
-          microKernel(panel, m0, 1, n0, kc0, kcLen, masks);
+          microKernel(fromPanel, m0, 1, n0, kc0, kcLen, masks);
         });
       });
       if (buf.rowPtr) {
@@ -726,10 +755,24 @@ private:
     });
   }
 
-  /// out[m0 .. m0+rows, n0 .. n0+NT] += x[m0 .., kc0 .. kc0+kcLen] · panel.
-  void microKernel(Value panel, Value m0, int64_t rows, Value n0, Value kc0,
-                   Value kcLen, ArrayRef<Value> masks) {
-    const int64_t halves = masks.size(), NT = halves * V;
+  /// The masks of the `halves` vectors of output channels n0.. that exist
+  /// (create_mask clamps: negative is none, over V is all).
+  SmallVector<Value> tileMasks(Value n0, int64_t halves) {
+    SmallVector<Value> masks;
+    for (int64_t h = 0; h < halves; ++h) {
+      Value avail = arith::SubIOp::create(b, idx(N), add(n0, idx(h * V)));
+      masks.push_back(vector::CreateMaskOp::create(
+          b, VectorType::get({V}, b.getI1Type()), ValueRange{avail}));
+    }
+    return masks;
+  }
+
+  /// out[m0 .. m0+rows, n0 .. n0+2V] += x[m0 .., kc0 .. kc0+kcLen] · B, where
+  /// loadB(kk, h) is vector h of B's row kk.
+  void microKernel(llvm::function_ref<Value(Value, int64_t)> loadB, Value m0,
+                   int64_t rows, Value n0, Value kc0, Value kcLen,
+                   ArrayRef<Value> masks) {
+    const int64_t halves = masks.size();
     SmallVector<Value> acc;
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t h = 0; h < halves; ++h)
@@ -740,9 +783,7 @@ private:
                [&](Value kk, ValueRange a) -> SmallVector<Value> {
                  SmallVector<Value> bv, next(a.begin(), a.end());
                  for (int64_t h = 0; h < halves; ++h)
-                   bv.push_back(vector::LoadOp::create(
-                       b, vf, panel,
-                       ValueRange{add(mul(kk, idx(NT)), idx(h * V))}));
+                   bv.push_back(loadB(kk, h));
                  Value k = add(kc0, kk);
                  for (int64_t i = 0; i < rows; ++i) {
                    Value xv = memref::LoadOp::create(
@@ -763,6 +804,18 @@ private:
 };
 
 } // namespace
+
+void emitFloatMatmul(OpBuilder &b, Location loc, Value x, Value weights,
+                     Value out, const CPUKernelOptions &options) {
+  FusedMatmulBuffers buf;
+  auto w = cast<MemRefType>(weights.getType());
+  buf.rows = w.getDimSize(1);
+  buf.cols = w.getDimSize(0);
+  buf.x = x;
+  buf.codes = weights;
+  buf.out = out;
+  KernelBuilder(b, loc, buf, options).emitFloat();
+}
 
 void emitVectorFusedMatmul(OpBuilder &b, Location loc,
                            const FusedMatmulBuffers &buf,

@@ -118,6 +118,40 @@ def main():
             gemv = int8 if act == "int8" else exact
             check(q8, [1, 3, 19], lambda x: gemv(x) if x.shape[0] <= 4 else exact(x),
                   act + "-act")
+    # Float weights: the linear layer goes through the GEMM micro-kernel
+    # (qf-lower-float-matmul) at every M; ragged K and N, threads.
+    import onnx
+    from onnx import numpy_helper
+    for K, N in ((1000, 133), (96, 20)):
+        onnx_path = os.path.join(work, f"f{K}.onnx")
+        qfm_path = os.path.join(work, f"f{K}.qfm")
+        run([sys.executable, os.path.join(MODELS, "linear", "make_linear.py"), onnx_path,
+             "--in", str(K), "--out", str(N), "--dynamic-batch", "--bias"])
+        run(["qforge-compile", onnx_path, "-o", qfm_path, "--method", "none",
+             "--target", "cpu", "--quiet"])
+        inits = {t.name: numpy_helper.to_array(t)
+                 for t in onnx.load(onnx_path).graph.initializer}
+        W = inits["fc.weight"].astype(np.float64)
+        bias = inits["fc.bias"].astype(np.float64)
+        worst = worst_threads = 0.0
+        for M in ROWS:
+            x = rng.standard_normal((M, K)).astype(np.float32)
+            xp = os.path.join(work, f"f{K}.x{M}.npy")
+            np.save(xp, x)
+            outs = []
+            for threads in (1, 2):
+                yp = os.path.join(work, f"f{K}.y{M}.t{threads}.npy")
+                run(["qforge-run", qfm_path, "--input", f"x={xp}", "--output", f"y={yp}",
+                     "--threads", str(threads)])
+                outs.append(np.load(yp).astype(np.float64))
+            ref = x.astype(np.float64) @ W + bias
+            scale = np.abs(ref).max()
+            worst = max(worst, np.abs(outs[0] - ref).max() / scale)
+            worst_threads = max(worst_threads, np.abs(outs[0] - outs[1]).max() / scale)
+        good = worst <= 1e-5 and worst_threads <= 1e-5
+        ok &= good
+        print(f"float K {K} N {N}: max rel diff {worst:.2e}, threads {worst_threads:.2e} "
+              f"{'ok' if good else 'FAIL'}")
     print("PASS" if ok else "FAIL")
     sys.exit(0 if ok else 1)
 

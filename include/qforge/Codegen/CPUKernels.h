@@ -56,6 +56,13 @@ void emitVectorFusedMatmul(mlir::OpBuilder &b, mlir::Location loc,
                            const FusedMatmulBuffers &buf,
                            const CPUKernelOptions &options);
 
+/// Emits out[M, N] += x[M, K] · weights[K, N] for float weights of static
+/// shape (x, out: 2-D memrefs, M may be dynamic) with the GEMM micro-kernel,
+/// threaded over tiles of output channels like the fused kernels.
+void emitFloatMatmul(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
+                     mlir::Value weights, mlir::Value out,
+                     const CPUKernelOptions &options);
+
 } // namespace qforge::codegen
 
 #endif // QFORGE_CODEGEN_CPUKERNELS_H

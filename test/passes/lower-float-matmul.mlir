@@ -1,0 +1,33 @@
+// RUN: qforge-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(qf-lower-float-matmul{parallel-min-weights=0},canonicalize,cse))' | FileCheck %s
+
+// A float linear layer (batch 1, static weights [64, 48]) becomes the GEMM micro-kernel:
+// per tile of 32 output channels (threads), 8 rows of x at a time then one, the weights
+// read in place with masked loads (48 = 32 + 16: the second tile's second half is masked
+// off), accumulating into the output like linalg. The numbers are checked end to end
+// (test/e2e/cpu-kernels.test, and the bundled models against torch).
+// CHECK-LABEL: func.func @linear
+// CHECK-NOT:     linalg.batch_matmul
+// CHECK:         %[[W:.+]] = memref.collapse_shape %arg1 {{\[}}[0, 1, 2]] : memref<1x64x48xf32> into memref<3072xf32>
+// CHECK:         scf.parallel (%{{.+}}) = (%c0) to (%c2) step (%c1) {
+// CHECK:           vector.create_mask %{{.+}} : vector<16xi1>
+// CHECK:           scf.for %{{.+}} = %c0 to %{{.+}} step %c8 {
+// CHECK-COUNT-16:    vector.maskedload
+// CHECK:             scf.for
+// CHECK:               vector.maskedload %[[W]][%{{.+}}], %{{.+}} : memref<3072xf32>, vector<16xi1>, vector<16xf32> into vector<16xf32>
+// CHECK-COUNT-16:      vector.fma
+// CHECK-NOT:     linalg.batch_matmul
+// CHECK:         return
+func.func @linear(%x: memref<1x?x64xf32>, %w: memref<1x64x48xf32>, %y: memref<1x?x48xf32>) {
+  linalg.batch_matmul ins(%x, %w : memref<1x?x64xf32>, memref<1x64x48xf32>) outs(%y : memref<1x?x48xf32>)
+  return
+}
+
+// -----
+
+// Attention's products have dynamic shapes: left to the loop lowering.
+// CHECK-LABEL: func.func @attention_scores
+// CHECK:         linalg.batch_matmul
+func.func @attention_scores(%q: memref<8x?x32xf32>, %k: memref<8x32x?xf32>, %s: memref<8x?x?xf32>) {
+  linalg.batch_matmul ins(%q, %k : memref<8x?x32xf32>, memref<8x32x?xf32>) outs(%s : memref<8x?x?xf32>)
+  return
+}
