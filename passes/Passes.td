@@ -203,12 +203,16 @@ def LowerFloatMatmulPass : Pass<"qf-lower-float-matmul", "::mlir::func::FuncOp">
     register-blocked GEMM micro-kernel of the fused kernels, reading B in place: per tile of
     2 x `vector-width` output channels (threads, when N*K >= `parallel-min-weights`) and 256
     input channels, 8 rows of the left operand at a time (4 with 8-lane vectors), one row
-    for the rest. Like linalg, it accumulates into the output buffer. Products with dynamic
-    operand shapes (attention) are left to the loop lowering.
+    for the rest. Like linalg, it accumulates into the output buffer. With at most
+    `gemv-max-rows` rows (tested at run time when the rows are dynamic) the op stays for
+    the loop lowering, which streams the weights row by row. Products with dynamic operand
+    shapes (attention) are left to the loop lowering.
   }];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", "16",
            "f32 lanes per vector (16: AVX-512, 8: AVX2)">,
+    Option<"gemvMaxRows", "gemv-max-rows", "int64_t", "4",
+           "Largest number of rows left to the loop lowering">,
     Option<"parallelMinWeights", "parallel-min-weights", "int64_t", "131072",
            "Smallest N*K that runs on several threads">,
   ];

@@ -65,6 +65,7 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
   pm.addNestedPass<func::FuncOp>(createLowerFusedMatmulToLoopsPass(kernels));
   LowerFloatMatmulPassOptions floatMatmul;
   floatMatmul.vectorWidth = options.vectorWidth;
+  floatMatmul.gemvMaxRows = options.gemvMaxRows;
   pm.addNestedPass<func::FuncOp>(createLowerFloatMatmulPass(floatMatmul));
   pm.addNestedPass<func::FuncOp>(createOrderMatmulLoopsPass());
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());

@@ -69,7 +69,14 @@ public:
           std::memcpy(dst, src, bytes);
           return true;
         },
-        [](void *allocated) { cpuFree(allocated); }, err);
+        [&](void *allocated) {
+          // Modules from before the buffer pool return malloc'd buffers.
+          if (target.buffers == "runtime-pool")
+            cpuFree(allocated);
+          else
+            std::free(allocated);
+        },
+        err);
   }
 
 private:

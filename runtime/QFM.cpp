@@ -268,7 +268,8 @@ bool parseTarget(SchemaReader &r, const json &value, const std::string &path,
       !r.getString(value, path, "symbol", true, target.symbol) ||
       !r.getString(value, path, "cpu", false, target.cpu) ||
       !r.getString(value, path, "arch", target.kind == "cuda", target.arch) ||
-      !r.getString(value, path, "ptx", false, target.ptx))
+      !r.getString(value, path, "ptx", false, target.ptx) ||
+      !r.getString(value, path, "buffers", false, target.buffers))
     return false;
   if (target.symbol.empty())
     return r.fail(path + ".symbol", "empty symbol name");

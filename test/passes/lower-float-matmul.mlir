@@ -5,8 +5,13 @@
 // read in place with masked loads (48 = 32 + 16: the second tile's second half is masked
 // off), accumulating into the output like linalg. The numbers are checked end to end
 // (test/e2e/cpu-kernels.test, and the bundled models against torch).
+// At most 4 rows (a run-time test: the rows are dynamic) keep the op for the loops.
 // CHECK-LABEL: func.func @linear
-// CHECK-NOT:     linalg.batch_matmul
+// CHECK:         %[[M:.+]] = memref.dim
+// CHECK:         %[[FEW:.+]] = arith.cmpi ule, %[[M]], %c4 : index
+// CHECK:         scf.if %[[FEW]] {
+// CHECK-NEXT:      linalg.batch_matmul
+// CHECK-NEXT:    } else {
 // CHECK:         %[[W:.+]] = memref.collapse_shape %arg1 {{\[}}[0, 1, 2]] : memref<1x64x48xf32> into memref<3072xf32>
 // CHECK:         scf.parallel (%{{.+}}) = (%c0) to (%c2) step (%c1) {
 // CHECK:           vector.create_mask %{{.+}} : vector<16xi1>
@@ -17,6 +22,7 @@
 // CHECK-COUNT-16:      vector.fma
 // CHECK-NOT:     linalg.batch_matmul
 // CHECK:         return
+
 func.func @linear(%x: memref<1x?x64xf32>, %w: memref<1x64x48xf32>, %y: memref<1x?x48xf32>) {
   linalg.batch_matmul ins(%x, %w : memref<1x?x64xf32>, memref<1x64x48xf32>) outs(%y : memref<1x?x48xf32>)
   return
@@ -29,5 +35,18 @@ func.func @linear(%x: memref<1x?x64xf32>, %w: memref<1x64x48xf32>, %y: memref<1x
 // CHECK:         linalg.batch_matmul
 func.func @attention_scores(%q: memref<8x?x32xf32>, %k: memref<8x32x?xf32>, %s: memref<8x?x?xf32>) {
   linalg.batch_matmul ins(%q, %k : memref<8x?x32xf32>, memref<8x32x?xf32>) outs(%s : memref<8x?x?xf32>)
+  return
+}
+
+// -----
+
+// Static rows above 4: the kernel only.
+// CHECK-LABEL: func.func @static_rows
+// CHECK-NOT:     scf.if
+// CHECK-NOT:     linalg.batch_matmul
+// CHECK:         scf.parallel
+// CHECK:         return
+func.func @static_rows(%x: memref<1x16x64xf32>, %w: memref<1x64x48xf32>, %y: memref<1x16x48xf32>) {
+  linalg.batch_matmul ins(%x, %w : memref<1x16x64xf32>, memref<1x64x48xf32>) outs(%y : memref<1x16x48xf32>)
   return
 }

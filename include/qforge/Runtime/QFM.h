@@ -99,6 +99,9 @@ struct TargetInfo {
   // cpu
   std::string cpu;                   ///< e.g. "x86-64-v3".
   std::vector<std::string> features; ///< CPU features the code needs.
+  /// Where the code allocates the buffers it returns: "runtime-pool" (the
+  /// runtime's generic allocation functions) or "" (malloc; older modules).
+  std::string buffers;
   // cuda
   std::string arch; ///< e.g. "sm_90".
   std::string ptx;  ///< Section holding the PTX text (for inspection).
