@@ -40,10 +40,12 @@ struct LowerFloatMatmulPass
   using Base::Base;
 
   void runOnOperation() override {
-    SmallVector<linalg::LinalgOp> ops;
+    SmallVector<linalg::LinalgOp> ops, batched;
     getOperation().walk([&](linalg::LinalgOp op) {
       if (isa<linalg::MatmulOp, linalg::BatchMatmulOp>(op) && matches(op))
         ops.push_back(op);
+      else if (isa<linalg::BatchMatmulOp>(op) && matchesBatched(op))
+        batched.push_back(op);
     });
     codegen::CPUKernelOptions options;
     options.vectorWidth = vectorWidth;
@@ -74,6 +76,22 @@ struct LowerFloatMatmulPass
       codegen::emitFloatMatmul(b, loc, x, w, out, options);
       op->erase();
     }
+    for (linalg::LinalgOp op : batched) {
+      b.setInsertionPoint(op);
+      codegen::emitBatchedFloatMatmul(b, op.getLoc(), op.getDpsInputs()[0],
+                                      op.getDpsInputs()[1],
+                                      op.getDpsInits()[0], options);
+      op->erase();
+    }
+  }
+
+  /// Any other batch matmul on contiguous f32 buffers (attention's products,
+  /// dynamic shapes included).
+  static bool matchesBatched(linalg::LinalgOp op) {
+    return op.hasPureBufferSemantics() && op.getNumDpsInputs() == 2 &&
+           isContiguousF32(op.getDpsInputs()[0]) &&
+           isContiguousF32(op.getDpsInputs()[1]) &&
+           isContiguousF32(op.getDpsInits()[0]);
   }
 
   /// A plain (or batch-1) matmul on buffers whose right operand has a static

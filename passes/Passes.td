@@ -196,7 +196,7 @@ def LowerFusedMatmulToLoopsPass : Pass<"qf-lower-fused-matmul-to-loops", "::mlir
 }
 
 def LowerFloatMatmulPass : Pass<"qf-lower-float-matmul", "::mlir::func::FuncOp"> {
-  let summary = "Lower float linear layers (matmuls with a static right operand) to the GEMM kernel";
+  let summary = "Lower float matmuls (linear layers, attention's products) to the GEMM micro-kernel";
   let description = [{
     Replaces each `linalg.matmul`, or `linalg.batch_matmul` with a batch of one, on f32
     buffers whose right operand B [K, N] has a static shape (a linear layer's weight) by the
@@ -205,8 +205,12 @@ def LowerFloatMatmulPass : Pass<"qf-lower-float-matmul", "::mlir::func::FuncOp">
     input channels, 8 rows of the left operand at a time (4 with 8-lane vectors), one row
     for the rest. Like linalg, it accumulates into the output buffer. With at most
     `gemv-max-rows` rows (tested at run time when the rows are dynamic) the op stays for
-    the loop lowering, which streams the weights row by row. Products with dynamic operand
-    shapes (attention) are left to the loop lowering.
+    the loop lowering, which streams the weights row by row.
+
+    Other `linalg.batch_matmul`s on contiguous f32 buffers (attention's products, whose
+    shapes are dynamic) get the same micro-kernel per batch and tile of output columns,
+    reading the right operand in place; they run on threads over (batch, tile) when
+    B*M*N*K >= 16 * `parallel-min-weights` (tested at run time).
   }];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", "16",

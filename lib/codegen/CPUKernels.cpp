@@ -71,6 +71,60 @@ public:
     groupSize = s && s.getGroupSize() > 0 ? s.getGroupSize() : K;
   }
 
+  /// out[B, M, N] += x[B, M, K] · w[B, K, N] for 3-D f32 buffers of any
+  /// (dynamic) shapes: attention's products. Threads over (batch, tile)
+  /// when the product has at least `minWork` multiply-adds (known at run
+  /// time only), else the same loops on one thread.
+  void emitBatchedFloat(Value w, int64_t minWork) {
+    const int64_t NT = 2 * V, MT = V >= 16 ? 8 : 4;
+    auto dim = [&](Value v, int64_t d) -> Value {
+      return memref::DimOp::create(b, v, d);
+    };
+    Value batches = dim(buf.x, 0), m = dim(buf.x, 1), k = dim(buf.x, 2),
+          n = dim(w, 2);
+    Value tiles = arith::DivUIOp::create(b, add(n, idx(NT - 1)), idx(NT));
+    Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
+    Value chunks =
+        arith::DivUIOp::create(b, add(k, idx(kPanelK - 1)), idx(kPanelK));
+    auto tile = [&](Value bi, Value t) {
+      Value n0 = mul(t, idx(NT));
+      SmallVector<Value> masks = tileMasks(n0, 2, n);
+      loop(idx(0), chunks, idx(1), [&](Value c) {
+        Value kc0 = mul(c, idx(kPanelK));
+        Value kcLen = minU(idx(kPanelK), arith::SubIOp::create(b, k, kc0));
+        auto fromW = [&](Value kk, int64_t h) -> Value {
+          return vector::MaskedLoadOp::create(
+              b, vf, w, ValueRange{bi, add(kc0, kk), add(n0, idx(h * V))},
+              masks[h], splatF(0.0));
+        };
+        loop(idx(0), mFull, idx(MT), [&](Value m0) {
+          microKernel(fromW, m0, MT, n0, kc0, kcLen, masks, bi);
+        });
+        loop(mFull, m, idx(1), [&](Value m0) {
+          microKernel(fromW, m0, 1, n0, kc0, kcLen, masks, bi);
+        });
+      });
+    };
+    Value work = mul(mul(batches, m), mul(k, n));
+    Value big = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, work,
+                                      idx(minWork));
+    auto branch = scf::IfOp::create(b, TypeRange{}, big, /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(branch.thenBlock()->getTerminator());
+    scf::ParallelOp::create(
+        b, b.getLoc(), ValueRange{idx(0), idx(0)}, ValueRange{batches, tiles},
+        ValueRange{idx(1), idx(1)},
+        [&](OpBuilder &ob, Location, ValueRange ivs) {
+          OpBuilder::InsertionGuard inner(b);
+          b.setInsertionPoint(ob.getInsertionBlock(), ob.getInsertionPoint());
+          tile(ivs[0], ivs[1]);
+        });
+    b.setInsertionPoint(branch.elseBlock()->getTerminator());
+    loop(idx(0), batches, idx(1), [&](Value bi) {
+      loop(idx(0), tiles, idx(1), [&](Value t) { tile(bi, t); });
+    });
+  }
+
   /// out[M, N] += x[M, K] · weights[K, N] with float weights, through the
   /// GEMM micro-kernel reading the weights in place (rows of 2V columns).
   void emitFloat() {
@@ -757,10 +811,11 @@ private:
 
   /// The masks of the `halves` vectors of output channels n0.. that exist
   /// (create_mask clamps: negative is none, over V is all).
-  SmallVector<Value> tileMasks(Value n0, int64_t halves) {
+  SmallVector<Value> tileMasks(Value n0, int64_t halves, Value n = {}) {
     SmallVector<Value> masks;
     for (int64_t h = 0; h < halves; ++h) {
-      Value avail = arith::SubIOp::create(b, idx(N), add(n0, idx(h * V)));
+      Value avail =
+          arith::SubIOp::create(b, n ? n : idx(N), add(n0, idx(h * V)));
       masks.push_back(vector::CreateMaskOp::create(
           b, VectorType::get({V}, b.getI1Type()), ValueRange{avail}));
     }
@@ -769,15 +824,22 @@ private:
 
   /// out[m0 .. m0+rows, n0 .. n0+2V] += x[m0 .., kc0 .. kc0+kcLen] · B, where
   /// loadB(kk, h) is vector h of B's row kk.
+  /// `batch` (empty, or one index) leads the indices of x and out.
   void microKernel(llvm::function_ref<Value(Value, int64_t)> loadB, Value m0,
                    int64_t rows, Value n0, Value kc0, Value kcLen,
-                   ArrayRef<Value> masks) {
+                   ArrayRef<Value> masks, ValueRange batch = {}) {
     const int64_t halves = masks.size();
+    auto at = [&](Value r, Value c) {
+      SmallVector<Value> ix(batch.begin(), batch.end());
+      ix.push_back(r);
+      ix.push_back(c);
+      return ix;
+    };
     SmallVector<Value> acc;
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t h = 0; h < halves; ++h)
         acc.push_back(vector::MaskedLoadOp::create(
-            b, vf, buf.out, ValueRange{add(m0, idx(i)), add(n0, idx(h * V))},
+            b, vf, buf.out, at(add(m0, idx(i)), add(n0, idx(h * V))),
             masks[h], splatF(0.0)));
     acc = loop(idx(0), kcLen, idx(1), acc,
                [&](Value kk, ValueRange a) -> SmallVector<Value> {
@@ -787,7 +849,7 @@ private:
                  Value k = add(kc0, kk);
                  for (int64_t i = 0; i < rows; ++i) {
                    Value xv = memref::LoadOp::create(
-                       b, buf.x, ValueRange{add(m0, idx(i)), k});
+                       b, buf.x, at(add(m0, idx(i)), k));
                    Value xb = broadcast(vf, xv);
                    for (int64_t h = 0; h < halves; ++h)
                      next[i * halves + h] =
@@ -798,8 +860,8 @@ private:
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t h = 0; h < halves; ++h)
         vector::MaskedStoreOp::create(
-            b, buf.out, ValueRange{add(m0, idx(i)), add(n0, idx(h * V))},
-            masks[h], acc[i * halves + h]);
+            b, buf.out, at(add(m0, idx(i)), add(n0, idx(h * V))), masks[h],
+            acc[i * halves + h]);
   }
 };
 
@@ -815,6 +877,15 @@ void emitFloatMatmul(OpBuilder &b, Location loc, Value x, Value weights,
   buf.codes = weights;
   buf.out = out;
   KernelBuilder(b, loc, buf, options).emitFloat();
+}
+
+void emitBatchedFloatMatmul(OpBuilder &b, Location loc, Value x, Value w,
+                            Value out, const CPUKernelOptions &options) {
+  FusedMatmulBuffers buf;
+  buf.x = x;
+  buf.out = out;
+  KernelBuilder(b, loc, buf, options)
+      .emitBatchedFloat(w, options.parallelMinWeights * 16);
 }
 
 void emitVectorFusedMatmul(OpBuilder &b, Location loc,

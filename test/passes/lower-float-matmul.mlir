@@ -30,9 +30,21 @@ func.func @linear(%x: memref<1x?x64xf32>, %w: memref<1x64x48xf32>, %y: memref<1x
 
 // -----
 
-// Attention's products have dynamic shapes: left to the loop lowering.
+// Attention's products (dynamic shapes, 8 heads): the same micro-kernel per (head, tile of
+// 32 columns), the right operand read in place; threads over (head, tile) only when
+// B*M*N*K >= 16 * parallel-min-weights (here 0), tested at run time.
 // CHECK-LABEL: func.func @attention_scores
-// CHECK:         linalg.batch_matmul
+// CHECK-NOT:     linalg.batch_matmul
+// CHECK:         %[[BIG:.+]] = arith.cmpi uge, %{{.+}}, %c0
+// CHECK:         scf.if %[[BIG]] {
+// CHECK:           scf.parallel (%[[H:.+]], %{{.+}}) = (%c0, %c0) to (%c8, %{{.+}}) step (%c1, %c1) {
+// CHECK:             vector.maskedload %arg1[%[[H]], %{{.+}}, %{{.+}}], %{{.+}} : memref<8x32x?xf32>, vector<16xi1>, vector<16xf32> into vector<16xf32>
+// CHECK:             vector.fma
+// CHECK:         } else {
+// CHECK:           scf.for %{{.+}} = %c0 to %c8 step %c1 {
+// CHECK:             vector.fma
+// CHECK-NOT:     linalg.batch_matmul
+// CHECK:         return
 func.func @attention_scores(%q: memref<8x?x32xf32>, %k: memref<8x32x?xf32>, %s: memref<8x?x?xf32>) {
   linalg.batch_matmul ins(%q, %k : memref<8x?x32xf32>, memref<8x32x?xf32>) outs(%s : memref<8x?x?xf32>)
   return

@@ -63,6 +63,14 @@ void emitFloatMatmul(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
                      mlir::Value weights, mlir::Value out,
                      const CPUKernelOptions &options);
 
+/// Emits out[B, M, N] += x[B, M, K] · w[B, K, N] for 3-D f32 buffers of any
+/// shapes (attention's products) with the same micro-kernel, reading w in
+/// place; threads over (batch, output tile) when the product is large (a
+/// run-time test: B*M*N*K >= 16 * parallelMinWeights).
+void emitBatchedFloatMatmul(mlir::OpBuilder &b, mlir::Location loc,
+                            mlir::Value x, mlir::Value w, mlir::Value out,
+                            const CPUKernelOptions &options);
+
 } // namespace qforge::codegen
 
 #endif // QFORGE_CODEGEN_CPUKERNELS_H
