@@ -1,4 +1,4 @@
-//===- CPUKernels.h - Vectorized CPU kernels for qf.fused_matmul -*- C++ -*-===//
+//===- CPUKernels.h - Vectorized CPU matmul kernels --------------*- C++ -*-===//
 //
 // Part of qforge.
 //
@@ -20,7 +20,9 @@
 //    accumulators) multiplies every activation row by it.
 //
 // Both run their outer loop as scf.parallel (threads through OpenMP) when the
-// layer is large enough to pay for a fork.
+// layer is large enough to pay for a fork. The GEMM micro-kernel also serves
+// float matmuls (emitFloatMatmul, emitBatchedFloatMatmul), reading the right
+// operand in place instead of a decoded panel.
 //
 //===----------------------------------------------------------------------===//
 
