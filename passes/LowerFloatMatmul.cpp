@@ -79,8 +79,8 @@ struct LowerFloatMatmulPass
     for (linalg::LinalgOp op : batched) {
       b.setInsertionPoint(op);
       codegen::emitBatchedFloatMatmul(b, op.getLoc(), op.getDpsInputs()[0],
-                                      op.getDpsInputs()[1],
-                                      op.getDpsInits()[0], options);
+                                      op.getDpsInputs()[1], op.getDpsInits()[0],
+                                      options);
       op->erase();
     }
   }

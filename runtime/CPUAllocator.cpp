@@ -62,8 +62,8 @@ public:
         ~uintptr_t(kAlign - 1);
     Header *h = reinterpret_cast<Header *>(user) - 1;
     h->sizeClass = uint32_t(c);
-    h->offset = uint32_t(user - sizeof(Header) -
-                         reinterpret_cast<uintptr_t>(base));
+    h->offset =
+        uint32_t(user - sizeof(Header) - reinterpret_cast<uintptr_t>(base));
     return reinterpret_cast<void *>(user);
   }
 
@@ -107,8 +107,8 @@ private:
         ~uintptr_t(alignment - 1);
     Header *h = reinterpret_cast<Header *>(user) - 1;
     h->sizeClass = kOverAligned;
-    h->offset = uint32_t(user - sizeof(Header) -
-                         reinterpret_cast<uintptr_t>(base));
+    h->offset =
+        uint32_t(user - sizeof(Header) - reinterpret_cast<uintptr_t>(base));
     return reinterpret_cast<void *>(user);
   }
 

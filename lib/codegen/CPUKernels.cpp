@@ -1,4 +1,5 @@
-//===- CPUKernels.cpp - Vectorized CPU kernels for qf.fused_matmul -*- C++ -*-===//
+//===- CPUKernels.cpp - Vectorized CPU kernels for qf.fused_matmul -*- C++
+//-*-===//
 //
 // Part of qforge.
 //
@@ -76,39 +77,29 @@ public:
   /// when the product has at least `minWork` multiply-adds (known at run
   /// time only), else the same loops on one thread.
   void emitBatchedFloat(Value w, int64_t minWork) {
-    const int64_t NT = 2 * V, MT = V >= 16 ? 8 : 4;
+    const int64_t NT = tileCols();
     auto dim = [&](Value v, int64_t d) -> Value {
       return memref::DimOp::create(b, v, d);
     };
     Value batches = dim(buf.x, 0), m = dim(buf.x, 1), k = dim(buf.x, 2),
           n = dim(w, 2);
     Value tiles = arith::DivUIOp::create(b, add(n, idx(NT - 1)), idx(NT));
-    Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
-    Value chunks =
-        arith::DivUIOp::create(b, add(k, idx(kPanelK - 1)), idx(kPanelK));
     auto tile = [&](Value bi, Value t) {
       Value n0 = mul(t, idx(NT));
-      SmallVector<Value> masks = tileMasks(n0, 2, n);
-      loop(idx(0), chunks, idx(1), [&](Value c) {
-        Value kc0 = mul(c, idx(kPanelK));
-        Value kcLen = minU(idx(kPanelK), arith::SubIOp::create(b, k, kc0));
-        auto fromW = [&](Value kk, int64_t h) -> Value {
-          return vector::MaskedLoadOp::create(
-              b, vf, w, ValueRange{bi, add(kc0, kk), add(n0, idx(h * V))},
-              masks[h], splatF(0.0));
-        };
-        loop(idx(0), mFull, idx(MT), [&](Value m0) {
-          microKernel(fromW, m0, MT, n0, kc0, kcLen, masks, bi);
-        });
-        loop(mFull, m, idx(1), [&](Value m0) {
-          microKernel(fromW, m0, 1, n0, kc0, kcLen, masks, bi);
-        });
-      });
+      SmallVector<Value> masks = tileMasks(n0, n);
+      tileProduct(m, k, n0, masks, bi, nullptr,
+                  [&](Value kc0, Value kk, int64_t h) -> Value {
+                    return vector::MaskedLoadOp::create(
+                        b, vf, w,
+                        ValueRange{bi, add(kc0, kk), add(n0, idx(h * V))},
+                        masks[h], splatF(0.0));
+                  });
     };
     Value work = mul(mul(batches, m), mul(k, n));
-    Value big = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, work,
-                                      idx(minWork));
-    auto branch = scf::IfOp::create(b, TypeRange{}, big, /*withElseRegion=*/true);
+    Value big =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::uge, work, idx(minWork));
+    auto branch =
+        scf::IfOp::create(b, TypeRange{}, big, /*withElseRegion=*/true);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(branch.thenBlock()->getTerminator());
     scf::ParallelOp::create(
@@ -128,29 +119,19 @@ public:
   /// out[M, N] += x[M, K] · weights[K, N] with float weights, through the
   /// GEMM micro-kernel reading the weights in place (rows of 2V columns).
   void emitFloat() {
-    const int64_t NT = 2 * V, MT = V >= 16 ? 8 : 4;
+    const int64_t NT = tileCols();
     Value m = memref::DimOp::create(b, buf.x, 0);
-    Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
     Value weights = flatten(buf.codes);
     outerLoop(idx((N + NT - 1) / NT), [&](Value t) {
       Value n0 = mul(t, idx(NT));
-      SmallVector<Value> masks = tileMasks(n0, 2);
-      auto loadB = [&](Value kc0, Value kk, int64_t h) -> Value {
-        Value at = add(mul(add(kc0, kk), idx(N)), add(n0, idx(h * V)));
-        return vector::MaskedLoadOp::create(b, vf, weights, ValueRange{at},
-                                            masks[h], splatF(0.0));
-      };
-      loop(idx(0), idx((K + kPanelK - 1) / kPanelK), idx(1), [&](Value c) {
-        Value kc0 = mul(c, idx(kPanelK));
-        Value kcLen = minU(idx(kPanelK), arith::SubIOp::create(b, idx(K), kc0));
-        auto fromWeights = [&](Value kk, int64_t h) { return loadB(kc0, kk, h); };
-        loop(idx(0), mFull, idx(MT), [&](Value m0) {
-          microKernel(fromWeights, m0, MT, n0, kc0, kcLen, masks);
-        });
-        loop(mFull, m, idx(1), [&](Value m0) {
-          microKernel(fromWeights, m0, 1, n0, kc0, kcLen, masks);
-        });
-      });
+      SmallVector<Value> masks = tileMasks(n0);
+      tileProduct(m, idx(K), n0, masks, {}, nullptr,
+                  [&](Value kc0, Value kk, int64_t h) -> Value {
+                    Value at =
+                        add(mul(add(kc0, kk), idx(N)), add(n0, idx(h * V)));
+                    return vector::MaskedLoadOp::create(
+                        b, vf, weights, ValueRange{at}, masks[h], splatF(0.0));
+                  });
     });
   }
 
@@ -197,9 +178,7 @@ private:
   Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
   Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
   Value minU(Value x, Value y) { return arith::MinUIOp::create(b, x, y); }
-  Value toI32(Value index) {
-    return arith::IndexCastOp::create(b, i32, index);
-  }
+  Value toI32(Value index) { return arith::IndexCastOp::create(b, i32, index); }
   Value splatI(int64_t v) {
     return arith::ConstantOp::create(
         b, DenseElementsAttr::get(vi, b.getI32IntegerAttr(int32_t(v))));
@@ -216,7 +195,8 @@ private:
     SmallVector<int32_t> v;
     for (int64_t l = 0; l < V; ++l)
       v.push_back(int32_t(l * step));
-    return arith::ConstantOp::create(b, DenseElementsAttr::get(vi, ArrayRef(v)));
+    return arith::ConstantOp::create(b,
+                                     DenseElementsAttr::get(vi, ArrayRef(v)));
   }
   Value allTrue(int64_t n) {
     auto t = VectorType::get({n}, b.getI1Type());
@@ -317,63 +297,74 @@ private:
   }
   Value scaleRow(Value n) { return s.isPerTensor() ? idx(0) : n; }
 
-  //===--- GEMV -------------------------------------------------------------===//
+  //===--- GEMV
+  //-------------------------------------------------------------===//
 
   void emitGemv(Value m) {
     // Activations transposed to the lane order of the weights:
     // xt[((row*blocks + blk)*32 + j)*V + l] = x[row, (blk*V + l)*32 + j] (0
     // past K) and xs[(row*blocks + blk)*V + l] = the sum of that unit.
-    auto dyn = [&](int64_t per) {
-      Value size = mul(m, idx(per));
-      return memref::AllocOp::create(
-          b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{size},
-          b.getI64IntegerAttr(64));
-    };
-    Value xt = dyn(blocks * kUnit * V);
-    Value xs = dyn(blocks * V);
+    Value xt = allocPerRow(m, f32, blocks * kUnit * V);
+    Value xs = allocPerRow(m, f32, blocks * V);
     Value zero = arith::ConstantOp::create(b, b.getF32FloatAttr(0.0f));
     loop(idx(0), m, idx(1), [&](Value row) {
       loop(idx(0), idx(blocks), idx(1), [&](Value blk) {
         Value rb = add(mul(row, idx(blocks)), blk);
         loop(idx(0), idx(V), idx(1), [&](Value l) {
           Value k0 = mul(add(mul(blk, idx(V)), l), idx(kUnit));
-          Value sum =
-              loop(idx(0), idx(kUnit), idx(1), {zero},
-                   [&](Value j, ValueRange acc) -> SmallVector<Value> {
-                     Value k = add(k0, j);
-                     Value in = arith::CmpIOp::create(
-                         b, arith::CmpIPredicate::ult, k, idx(K));
-                     Value v = memref::LoadOp::create(
-                         b, buf.x, ValueRange{row, minU(k, idx(K - 1))});
-                     v = arith::SelectOp::create(b, in, v, zero);
-                     Value at = add(mul(add(mul(rb, idx(kUnit)), j), idx(V)), l);
-                     memref::StoreOp::create(b, v, xt, ValueRange{at});
-                     return {arith::AddFOp::create(b, acc[0], v)};
-                   })[0];
+          Value sum = loop(
+              idx(0), idx(kUnit), idx(1), {zero},
+              [&](Value j, ValueRange acc) -> SmallVector<Value> {
+                Value k = add(k0, j);
+                Value in = arith::CmpIOp::create(b, arith::CmpIPredicate::ult,
+                                                 k, idx(K));
+                Value v = memref::LoadOp::create(
+                    b, buf.x, ValueRange{row, minU(k, idx(K - 1))});
+                v = arith::SelectOp::create(b, in, v, zero);
+                Value at = add(mul(add(mul(rb, idx(kUnit)), j), idx(V)), l);
+                memref::StoreOp::create(b, v, xt, ValueRange{at});
+                return {arith::AddFOp::create(b, acc[0], v)};
+              })[0];
           memref::StoreOp::create(b, sum, xs,
                                   ValueRange{add(mul(rb, idx(V)), l)});
         });
       });
     });
 
+    gemvRows(m, [&](Value n, Value row, Value blk, Value acc, bool masked) {
+      return gemvBlock(n, row, blk, xt, xs, acc, masked);
+    });
+    memref::DeallocOp::create(b, xt);
+    memref::DeallocOp::create(b, xs);
+  }
+
+  /// A heap buffer of `per` elements per activation row (m rows).
+  Value allocPerRow(Value m, Type type, int64_t per) {
+    return memref::AllocOp::create(
+        b, MemRefType::get({ShapedType::kDynamic}, type),
+        ValueRange{mul(m, idx(per))}, b.getI64IntegerAttr(64));
+  }
+
+  /// The GEMV's output loop: per output channel n (threads) and row, the
+  /// lane sums of the full blocks and the masked last one from `block(n, row,
+  /// blk, acc, masked)`, reduced, plus outliers and bias.
+  void
+  gemvRows(Value m,
+           llvm::function_ref<Value(Value, Value, Value, Value, bool)> block) {
     outerLoop(idx(N), [&](Value n) {
       loop(idx(0), m, idx(1), [&](Value row) {
         Value acc = loop(idx(0), idx(fullBlocks), idx(1), {splatF(0.0)},
                          [&](Value blk, ValueRange a) -> SmallVector<Value> {
-                           return {gemvBlock(n, row, blk, xt, xs, a[0],
-                                             /*masked=*/false)};
+                           return {block(n, row, blk, a[0], /*masked=*/false)};
                          })[0];
         if (fullBlocks < blocks)
-          acc = gemvBlock(n, row, idx(fullBlocks), xt, xs, acc,
-                          /*masked=*/true);
+          acc = block(n, row, idx(fullBlocks), acc, /*masked=*/true);
         Value total = vector::ReductionOp::create(
             b, vector::CombiningKind::ADD, acc, arith::FastMathFlags::reassoc);
         total = addOutliersAndBias(n, row, total);
         memref::StoreOp::create(b, total, buf.out, ValueRange{row, n});
       });
     });
-    memref::DeallocOp::create(b, xt);
-    memref::DeallocOp::create(b, xs);
   }
 
   /// The packed words of block `blk` of row n, one vector per word of a unit
@@ -416,8 +407,8 @@ private:
     if (groupSize % (V * kUnit) == 0) {
       // The whole block is in one group: one scale for every lane.
       Value g = add(sRow, groupOf(k0));
-      scale = broadcast(vf, scalarToF32(memref::LoadOp::create(
-                                b, scales, ValueRange{g})));
+      scale = broadcast(
+          vf, scalarToF32(memref::LoadOp::create(b, scales, ValueRange{g})));
       if (zeroPoints) {
         Value z = memref::LoadOp::create(b, zeroPoints, ValueRange{g});
         z = arith::ExtUIOp::create(b, i32, z);
@@ -477,27 +468,28 @@ private:
     SmallVector<Value> part(numPartial, splatF(0.0));
     for (int64_t j = 0; j < kUnit; ++j) {
       Value code = unitCode(w, j);
-      Value value = s.isCodebook() ? toF32(gather(lut, lutRow, code))
-                                   : codeToF32(code);
+      Value value =
+          s.isCodebook() ? toF32(gather(lut, lutRow, code)) : codeToF32(code);
       Value xv =
           vector::LoadOp::create(b, vf, xt, ValueRange{add(xBase, idx(j * V))});
       part[j % numPartial] = fma(value, xv, part[j % numPartial]);
     }
-    Value sum = arith::AddFOp::create(
-        b, arith::AddFOp::create(b, part[0], part[1]),
-        arith::AddFOp::create(b, part[2], part[3]));
+    Value sum =
+        arith::AddFOp::create(b, arith::AddFOp::create(b, part[0], part[1]),
+                              arith::AddFOp::create(b, part[2], part[3]));
     if (s.isCodebook())
       return arith::AddFOp::create(b, acc, sum);
 
     // scale_l * (sum_j code_j x_j - zero_l * sum_j x_j), once per unit.
     auto [scale, zero] = unitScaleZero(n, blk);
     Value xsum = vector::LoadOp::create(b, vf, xs, ValueRange{mul(rb, idx(V))});
-    Value centered = arith::SubFOp::create(b, sum, arith::MulFOp::create(
-                                                       b, zero, xsum));
+    Value centered =
+        arith::SubFOp::create(b, sum, arith::MulFOp::create(b, zero, xsum));
     return fma(scale, centered, acc);
   }
 
-  //===--- GEMV with int8 activations (AVX-512 VNNI) ------------------------===//
+  //===--- GEMV with int8 activations (AVX-512 VNNI)
+  //------------------------===//
   //
   // The activations of each unit (32 input channels) are quantized to int8
   // with one scale d = max|x| / 127, as llama.cpp's Q8_0 does; vpdpbusd then
@@ -531,17 +523,11 @@ private:
   }
 
   void emitGemvInt8(Value m) {
-    auto dyn = [&](Type t, int64_t per) {
-      Value size = mul(m, idx(per));
-      return memref::AllocOp::create(
-          b, MemRefType::get({ShapedType::kDynamic}, t), ValueRange{size},
-          b.getI64IntegerAttr(64));
-    };
     // xq[((row*blocks + blk)*8 + t)*V + l]: slot t of unit (blk*V + l), as
     // four int8 in an i32; xd and xsum: the unit's scale d and sum of xq.
-    Value xq = dyn(i32, blocks * 8 * V);
-    Value xd = dyn(f32, blocks * V);
-    Value xsum = dyn(f32, blocks * V);
+    Value xq = allocPerRow(m, i32, blocks * 8 * V);
+    Value xd = allocPerRow(m, f32, blocks * V);
+    Value xsum = allocPerRow(m, f32, blocks * V);
     auto v32 = VectorType::get({kUnit}, f32);
     auto v32i = VectorType::get({kUnit}, i32);
     auto v32b = VectorType::get({kUnit}, b.getI8Type());
@@ -559,9 +545,8 @@ private:
               b, VectorType::get({kUnit}, b.getI1Type()), ValueRange{avail});
           Value zeros = arith::ConstantOp::create(
               b, DenseElementsAttr::get(v32, b.getF32FloatAttr(0.0f)));
-          Value xv = vector::MaskedLoadOp::create(b, v32, buf.x,
-                                                  ValueRange{row, k0}, mask,
-                                                  zeros);
+          Value xv = vector::MaskedLoadOp::create(
+              b, v32, buf.x, ValueRange{row, k0}, mask, zeros);
           Value amax = vector::ReductionOp::create(
               b, vector::CombiningKind::MAXIMUMF, math::AbsFOp::create(b, xv));
           Value zero = arith::ConstantOp::create(b, b.getF32FloatAttr(0.0f));
@@ -575,8 +560,8 @@ private:
               b, xv, vector::BroadcastOp::create(b, v32, inv));
           Value q = arith::FPToSIOp::create(
               b, v32i, math::RoundEvenOp::create(b, scaled));
-          Value qsum = vector::ReductionOp::create(
-              b, vector::CombiningKind::ADD, q);
+          Value qsum =
+              vector::ReductionOp::create(b, vector::CombiningKind::ADD, q);
           Value at = add(mul(rb, idx(V)), l);
           memref::StoreOp::create(b, d, xd, ValueRange{at});
           memref::StoreOp::create(b, arith::SIToFPOp::create(b, f32, qsum),
@@ -594,21 +579,8 @@ private:
       });
     });
 
-    outerLoop(idx(N), [&](Value n) {
-      loop(idx(0), m, idx(1), [&](Value row) {
-        Value acc = loop(idx(0), idx(fullBlocks), idx(1), {splatF(0.0)},
-                         [&](Value blk, ValueRange a) -> SmallVector<Value> {
-                           return {gemvBlockInt8(n, row, blk, xq, xd, xsum,
-                                                 a[0], /*masked=*/false)};
-                         })[0];
-        if (fullBlocks < blocks)
-          acc = gemvBlockInt8(n, row, idx(fullBlocks), xq, xd, xsum, acc,
-                              /*masked=*/true);
-        Value total = vector::ReductionOp::create(
-            b, vector::CombiningKind::ADD, acc, arith::FastMathFlags::reassoc);
-        total = addOutliersAndBias(n, row, total);
-        memref::StoreOp::create(b, total, buf.out, ValueRange{row, n});
-      });
+    gemvRows(m, [&](Value n, Value row, Value blk, Value acc, bool masked) {
+      return gemvBlockInt8(n, row, blk, xq, xd, xsum, acc, masked);
     });
     for (Value v : {xq, xd, xsum})
       memref::DeallocOp::create(b, v);
@@ -631,16 +603,16 @@ private:
                         b, vi, dot, ValueRange{part[t % 4], codes8, x8})
                         .getResult(0);
     }
-    Value sum = arith::AddIOp::create(
-        b, arith::AddIOp::create(b, part[0], part[1]),
-        arith::AddIOp::create(b, part[2], part[3]));
+    Value sum =
+        arith::AddIOp::create(b, arith::AddIOp::create(b, part[0], part[1]),
+                              arith::AddIOp::create(b, part[2], part[3]));
     Value fsum = arith::SIToFPOp::create(b, vf, sum);
     auto [scale, zero] = unitScaleZero(n, blk);
     Value at = mul(rb, idx(V));
     Value d = vector::LoadOp::create(b, vf, xd, ValueRange{at});
     Value qsum = vector::LoadOp::create(b, vf, xsum, ValueRange{at});
-    Value centered = arith::SubFOp::create(
-        b, fsum, arith::MulFOp::create(b, zero, qsum));
+    Value centered =
+        arith::SubFOp::create(b, fsum, arith::MulFOp::create(b, zero, qsum));
     return fma(arith::MulFOp::create(b, scale, d), centered, acc);
   }
 
@@ -654,17 +626,17 @@ private:
       Value first = toIndex(memref::LoadOp::create(b, buf.rowPtr, n));
       Value last = toIndex(
           memref::LoadOp::create(b, buf.rowPtr, ValueRange{add(n, idx(1))}));
-      total = loop(first, last, idx(1), {total},
-                   [&](Value j, ValueRange acc) -> SmallVector<Value> {
-                     Value col = toIndex(
-                         memref::LoadOp::create(b, buf.colIdx, ValueRange{j}));
-                     Value xv = memref::LoadOp::create(b, buf.x,
-                                                       ValueRange{row, col});
-                     Value v = scalarToF32(
-                         memref::LoadOp::create(b, buf.values, ValueRange{j}));
-                     return {arith::AddFOp::create(
-                         b, acc[0], arith::MulFOp::create(b, xv, v))};
-                   })[0];
+      total = loop(
+          first, last, idx(1), {total},
+          [&](Value j, ValueRange acc) -> SmallVector<Value> {
+            Value col =
+                toIndex(memref::LoadOp::create(b, buf.colIdx, ValueRange{j}));
+            Value xv = memref::LoadOp::create(b, buf.x, ValueRange{row, col});
+            Value v = scalarToF32(
+                memref::LoadOp::create(b, buf.values, ValueRange{j}));
+            return {arith::AddFOp::create(b, acc[0],
+                                          arith::MulFOp::create(b, xv, v))};
+          })[0];
     }
     if (buf.bias && withBias)
       total = arith::AddFOp::create(
@@ -673,26 +645,24 @@ private:
     return total;
   }
 
-  //===--- GEMM -------------------------------------------------------------===//
+  //===--- GEMM
+  //-------------------------------------------------------------===//
 
   void emitGemm(Value m) {
-    const int64_t halves = 2, NT = halves * V;
-    const int64_t MT = V >= 16 ? 8 : 4;
+    const int64_t NT = tileCols(), halves = NT / V;
     const int64_t tiles = (N + NT - 1) / NT;
-    const int64_t chunks = (K + kPanelK - 1) / kPanelK;
-    Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
     outerLoop(idx(tiles), [&](Value t) {
       Value n0 = mul(t, idx(NT));
-      Value panel = memref::AllocOp::create(
-          b, MemRefType::get({kPanelK * NT}, f32), ValueRange{},
-          b.getI64IntegerAttr(64));
+      Value panel =
+          memref::AllocOp::create(b, MemRefType::get({kPanelK * NT}, f32),
+                                  ValueRange{}, b.getI64IntegerAttr(64));
       // Per half: the output channels of each lane (clamped to the last row,
       // whose values are never stored) and the mask of those that exist.
-      SmallVector<Value> rowIds, masks = tileMasks(n0, halves);
+      SmallVector<Value> rowIds, masks = tileMasks(n0);
       for (int64_t h = 0; h < halves; ++h) {
         Value first = add(n0, idx(h * V));
-        Value ids = arith::AddIOp::create(b, broadcast(vi, toI32(first)),
-                                          laneTimes(1));
+        Value ids =
+            arith::AddIOp::create(b, broadcast(vi, toI32(first)), laneTimes(1));
         rowIds.push_back(arith::MinUIOp::create(b, ids, splatI(N - 1)));
       }
       // The tile starts as the bias (or zero) in every row.
@@ -716,21 +686,15 @@ private:
                                         ValueRange{row, add(n0, idx(h * V))},
                                         masks[h], init[h]);
       });
-      loop(idx(0), idx(chunks), idx(1), [&](Value c) {
-        Value kc0 = mul(c, idx(kPanelK));
-        Value kcLen = minU(idx(kPanelK), arith::SubIOp::create(b, idx(K), kc0));
-        decodePanel(panel, kc0, kcLen, rowIds);
-        auto fromPanel = [&](Value kk, int64_t h) -> Value {
-          return vector::LoadOp::create(
-              b, vf, panel, ValueRange{add(mul(kk, idx(NT)), idx(h * V))});
-        };
-        loop(idx(0), mFull, idx(MT), [&](Value m0) {
-          microKernel(fromPanel, m0, MT, n0, kc0, kcLen, masks);
-        });
-        loop(mFull, m, idx(1), [&](Value m0) {
-          microKernel(fromPanel, m0, 1, n0, kc0, kcLen, masks);
-        });
-      });
+      tileProduct(
+          m, idx(K), n0, masks, {},
+          [&](Value kc0, Value kcLen) {
+            decodePanel(panel, kc0, kcLen, rowIds);
+          },
+          [&](Value, Value kk, int64_t h) -> Value {
+            return vector::LoadOp::create(
+                b, vf, panel, ValueRange{add(mul(kk, idx(NT)), idx(h * V))});
+          });
       if (buf.rowPtr) {
         Value last = minU(add(n0, idx(NT)), idx(N));
         loop(n0, last, idx(1), [&](Value n) {
@@ -750,8 +714,8 @@ private:
   void decodePanel(Value panel, Value kc0, Value kcLen,
                    ArrayRef<Value> rowIds) {
     const int64_t halves = rowIds.size(), NT = halves * V;
-    Value unitsHere = arith::DivUIOp::create(b, add(kcLen, idx(kUnit - 1)),
-                                             idx(kUnit));
+    Value unitsHere =
+        arith::DivUIOp::create(b, add(kcLen, idx(kUnit - 1)), idx(kUnit));
     Value u0 = arith::DivUIOp::create(b, kc0, idx(kUnit));
     loop(idx(0), unitsHere, idx(1), [&](Value u) {
       Value unit = add(u0, u);
@@ -771,8 +735,8 @@ private:
             scale = broadcast(vf, scalarToF32(memref::LoadOp::create(
                                       b, scales, ValueRange{idx(0)})));
             if (zeroPoints) {
-              Value z = memref::LoadOp::create(b, zeroPoints,
-                                               ValueRange{idx(0)});
+              Value z =
+                  memref::LoadOp::create(b, zeroPoints, ValueRange{idx(0)});
               z = arith::ExtUIOp::create(b, i32, z);
               zero = broadcast(vf, arith::SIToFPOp::create(b, f32, z));
             }
@@ -780,7 +744,8 @@ private:
             Value at = arith::MulIOp::create(b, rows, splatI(G));
             scale = toF32(gather(scales, g, at));
             if (zeroPoints) {
-              Value z = arith::ExtUIOp::create(b, vi, gather(zeroPoints, g, at));
+              Value z =
+                  arith::ExtUIOp::create(b, vi, gather(zeroPoints, g, at));
               zero = arith::SIToFPOp::create(b, vf, z);
             }
           }
@@ -789,15 +754,14 @@ private:
         }
         Value lutRows;
         if (s.isCodebook())
-          lutRows =
-              arith::MulIOp::create(b, rows, splatI(int64_t(1) << bits));
+          lutRows = arith::MulIOp::create(b, rows, splatI(int64_t(1) << bits));
         Value dst = add(mul(u, idx(kUnit * NT)), idx(h * V));
         for (int64_t j = 0; j < kUnit; ++j) {
           Value code = unitCode(w, j);
           Value value;
           if (s.isCodebook()) {
-            value = toF32(gather(lut, idx(0),
-                                 arith::AddIOp::create(b, lutRows, code)));
+            value = toF32(
+                gather(lut, idx(0), arith::AddIOp::create(b, lutRows, code)));
           } else {
             value = arith::MulFOp::create(
                 b, arith::SubFOp::create(b, codeToF32(code), zero), scale);
@@ -809,11 +773,12 @@ private:
     });
   }
 
-  /// The masks of the `halves` vectors of output channels n0.. that exist
+  /// The masks of the vectors of output channels n0 .. n0+tileCols() that
+  /// exist among n (N when null)
   /// (create_mask clamps: negative is none, over V is all).
-  SmallVector<Value> tileMasks(Value n0, int64_t halves, Value n = {}) {
+  SmallVector<Value> tileMasks(Value n0, Value n = {}) {
     SmallVector<Value> masks;
-    for (int64_t h = 0; h < halves; ++h) {
+    for (int64_t h = 0; h < tileCols() / V; ++h) {
       Value avail =
           arith::SubIOp::create(b, n ? n : idx(N), add(n0, idx(h * V)));
       masks.push_back(vector::CreateMaskOp::create(
@@ -824,6 +789,39 @@ private:
 
   /// out[m0 .. m0+rows, n0 .. n0+2V] += x[m0 .., kc0 .. kc0+kcLen] · B, where
   /// loadB(kk, h) is vector h of B's row kk.
+  /// Output columns of a GEMM tile (two vectors) and rows of x per
+  /// micro-kernel call (8, or 4 with 8-lane vectors, to stay in registers).
+  int64_t tileCols() const { return 2 * V; }
+  int64_t rowsPerBlock() const { return V >= 16 ? 8 : 4; }
+
+  /// out[batch.., :m, n0 .. n0+tileCols()] += x[batch.., :m, :k] · B, in
+  /// chunks of kPanelK input channels: `prepare(kc0, kcLen)` (if any) runs
+  /// before each chunk, then the micro-kernel covers the rows, rowsPerBlock()
+  /// at a time and one at a time for the rest; loadB(kc0, kk, h) is vector h
+  /// of B's row kc0 + kk.
+  void tileProduct(Value m, Value k, Value n0, ArrayRef<Value> masks,
+                   ValueRange batch,
+                   llvm::function_ref<void(Value, Value)> prepare,
+                   llvm::function_ref<Value(Value, Value, int64_t)> loadB) {
+    const int64_t MT = rowsPerBlock();
+    Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
+    Value chunks =
+        arith::DivUIOp::create(b, add(k, idx(kPanelK - 1)), idx(kPanelK));
+    loop(idx(0), chunks, idx(1), [&](Value c) {
+      Value kc0 = mul(c, idx(kPanelK));
+      Value kcLen = minU(idx(kPanelK), arith::SubIOp::create(b, k, kc0));
+      if (prepare)
+        prepare(kc0, kcLen);
+      auto row = [&](Value kk, int64_t h) { return loadB(kc0, kk, h); };
+      loop(idx(0), mFull, idx(MT), [&](Value m0) {
+        microKernel(row, m0, MT, n0, kc0, kcLen, masks, batch);
+      });
+      loop(mFull, m, idx(1), [&](Value m0) {
+        microKernel(row, m0, 1, n0, kc0, kcLen, masks, batch);
+      });
+    });
+  }
+
   /// `batch` (empty, or one index) leads the indices of x and out.
   void microKernel(llvm::function_ref<Value(Value, int64_t)> loadB, Value m0,
                    int64_t rows, Value n0, Value kc0, Value kcLen,
@@ -839,8 +837,8 @@ private:
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t h = 0; h < halves; ++h)
         acc.push_back(vector::MaskedLoadOp::create(
-            b, vf, buf.out, at(add(m0, idx(i)), add(n0, idx(h * V))),
-            masks[h], splatF(0.0)));
+            b, vf, buf.out, at(add(m0, idx(i)), add(n0, idx(h * V))), masks[h],
+            splatF(0.0)));
     acc = loop(idx(0), kcLen, idx(1), acc,
                [&](Value kk, ValueRange a) -> SmallVector<Value> {
                  SmallVector<Value> bv, next(a.begin(), a.end());
@@ -848,8 +846,8 @@ private:
                    bv.push_back(loadB(kk, h));
                  Value k = add(kc0, kk);
                  for (int64_t i = 0; i < rows; ++i) {
-                   Value xv = memref::LoadOp::create(
-                       b, buf.x, at(add(m0, idx(i)), k));
+                   Value xv =
+                       memref::LoadOp::create(b, buf.x, at(add(m0, idx(i)), k));
                    Value xb = broadcast(vf, xv);
                    for (int64_t h = 0; h < halves; ++h)
                      next[i * halves + h] =
@@ -859,9 +857,9 @@ private:
                });
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t h = 0; h < halves; ++h)
-        vector::MaskedStoreOp::create(
-            b, buf.out, at(add(m0, idx(i)), add(n0, idx(h * V))), masks[h],
-            acc[i * halves + h]);
+        vector::MaskedStoreOp::create(b, buf.out,
+                                      at(add(m0, idx(i)), add(n0, idx(h * V))),
+                                      masks[h], acc[i * halves + h]);
   }
 };
 

@@ -192,10 +192,10 @@ bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
   std::string linkError;
   // Parallel loops call LLVM's OpenMP runtime (libomp), found at run time
   // where it was at compile time; a module without them does not need it.
-  SmallVector<StringRef> args = {linker,     "-shared", "--no-undefined-version",
-                                 "-o",       soPath,    objPath,
-                                 "--as-needed", "-L" QF_OMP_DIR, "-lomp",
-                                 "-rpath",   QF_OMP_DIR};
+  SmallVector<StringRef> args = {
+      linker,    "-shared",     "--no-undefined-version", "-o",    soPath,
+      objPath,   "--as-needed", "-L" QF_OMP_DIR,          "-lomp", "-rpath",
+      QF_OMP_DIR};
   int rc = llvm::sys::ExecuteAndWait(linker, args, std::nullopt, {}, 0, 0,
                                      &linkError);
   if (rc != 0) {

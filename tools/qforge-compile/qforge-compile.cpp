@@ -162,8 +162,7 @@ int main(int argc, char **argv) {
   options.symmetric = sym;
   options.cpu = cpu;
   if (activations != "int8" && activations != "f32")
-    return fail("--activations must be int8 or f32, not '" + activations +
-                "'");
+    return fail("--activations must be int8 or f32, not '" + activations + "'");
   options.activations = activations;
   if (gemvMaxRows < 0)
     return fail("--gemv-max-rows must be 0 or more");

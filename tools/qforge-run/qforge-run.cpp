@@ -302,8 +302,8 @@ int64_t parseCount(const Options &options, const std::string &name,
 /// --threads N: the CPU threads of every later call (0 or absent: all cores).
 void applyThreads(const Options &options) {
   if (options.has("threads"))
-    setCPUThreads(int(std::min<int64_t>(parseCount(options, "threads", 0, 1),
-                                        4096)));
+    setCPUThreads(
+        int(std::min<int64_t>(parseCount(options, "threads", 0, 1), 4096)));
 }
 
 int runMain(const Command &, const std::string &modulePath,

@@ -1,4 +1,5 @@
-//===- CPUKernels.h - Vectorized CPU matmul kernels --------------*- C++ -*-===//
+//===- CPUKernels.h - Vectorized CPU matmul kernels --------------*- C++
+//-*-===//
 //
 // Part of qforge.
 //
