@@ -235,6 +235,62 @@ def OrderMatmulLoopsPass : Pass<"qf-order-matmul-loops", "::mlir::func::FuncOp">
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
+def DropSameSizeBroadcastsPass : Pass<"qf-drop-same-size-broadcasts", "::mlir::func::FuncOp"> {
+  let summary = "Remove tosa-to-linalg's run-time broadcast guards where sizes provably match";
+  let description = [{
+    `tosa-to-linalg` guards each operand of an elementwise op that has a dynamic
+    dimension with `scf.if (size == 1)` around a broadcasting copy. Where the copy's
+    output size is provably the operand's own size (ValueBoundsConstraintSet), both
+    branches yield the operand, and the `scf.if` is replaced by it. This removes the
+    region boundaries that keep `linalg-fuse-elementwise-ops` from fusing the
+    elementwise chains of models with a dynamic sequence length.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect", "::mlir::scf::SCFDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
+def FuseElementwisePass : Pass<"qf-fuse-elementwise", "::mlir::func::FuncOp"> {
+  let summary = "Fuse single-use elementwise producers into linalg.generic consumers";
+  let description = [{
+    The upstream elementwise-fusion patterns, with a control function that fuses a
+    `linalg.generic` producer with one use into a `linalg.generic` consumer only. Unlike
+    `linalg-fuse-elementwise-ops`, reshapes are not propagated and named ops
+    (`linalg.batch_matmul`, `linalg.matmul`) are never rewritten into generics, so the
+    matmul kernels still find them.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def ParallelizeLinalgPass : Pass<"qf-parallelize-linalg", "::mlir::func::FuncOp"> {
+  let summary = "Run large linalg ops on buffers on threads, keeping the innermost loop serial";
+  let description = [{
+    Each linalg op on buffers (elementwise chains, softmax and norm rows, transposes)
+    whose iteration space may reach `min-work` points is guarded by a run-time test on
+    its size. Above it, the op's loops (upstream `linalgOpToLoops`) run with their
+    leading parallel loops, never the innermost loop, as one `scf.parallel`
+    (threads through `convert-scf-to-openmp`); below it, the op is left for
+    `convert-linalg-to-loops`. Ops whose static size is below `min-work` are untouched.
+  }];
+  let options = [
+    Option<"minWork", "min-work", "int64_t", /*default=*/"1 << 15",
+           "Iteration points from which an op runs on threads">,
+  ];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect", "::mlir::scf::SCFDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
+def ApproximateMathPass : Pass<"qf-approximate-math", "::mlir::func::FuncOp"> {
+  let summary = "Replace f32 exp, log, tanh, erf, sin, cos by inline polynomials";
+  let description = [{
+    Applies the upstream polynomial approximations (a few ULP from the libm results)
+    to `math.exp`, `expm1`, `log`, `log1p`, `log2`, `tanh`, `erf`, `sin`, `cos` and
+    `atan` on f32 scalars and vectors, so that the CPU loops of softmax and activation
+    functions call no libm function and LLVM can vectorize them.
+  }];
+  let dependentDialects = ["::mlir::math::MathDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::vector::VectorDialect"];
+}
+
 def LowerFusedMatmulToGPUPass : Pass<"qf-lower-fused-matmul-to-gpu", "::mlir::ModuleOp"> {
   let summary = "Lower buffer-form qf.fused_matmul to generated GPU kernels";
   let description = [{

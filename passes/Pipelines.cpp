@@ -32,6 +32,12 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
   fpm.addPass(createTosaToArithPass());
   fpm.addPass(createTosaToTensorPass());
   pm.addPass(createCanonicalizerPass());
+  // Elementwise chains (norms, activations, rotary embeddings, masks) fuse
+  // into one loop nest each, once the dynamic-broadcast guards that split them
+  // are gone.
+  pm.addNestedPass<func::FuncOp>(createDropSameSizeBroadcastsPass());
+  pm.addNestedPass<func::FuncOp>(createFuseElementwisePass());
+  pm.addPass(createCanonicalizerPass());
 
   // Tensors → buffers. Results stay results: the entry returns buffers it owns
   // (upstream ownership-based deallocation clones any result that would alias
@@ -68,7 +74,9 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
   floatMatmul.gemvMaxRows = options.gemvMaxRows;
   pm.addNestedPass<func::FuncOp>(createLowerFloatMatmulPass(floatMatmul));
   pm.addNestedPass<func::FuncOp>(createOrderMatmulLoopsPass());
+  pm.addNestedPass<func::FuncOp>(createParallelizeLinalgPass());
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  pm.addNestedPass<func::FuncOp>(createApproximateMathPass());
   // scf.parallel → OpenMP threads (libomp). The canonicalizer inlines the
   // memref.alloca_scope that wraps each parallel body (kernels allocate their
   // scratch on the heap, so no scope keeps an alloca).
