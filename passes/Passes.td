@@ -261,6 +261,29 @@ def FuseElementwisePass : Pass<"qf-fuse-elementwise", "::mlir::func::FuncOp"> {
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
+def LowerStridedCopiesPass : Pass<"qf-lower-strided-copies", "::mlir::func::FuncOp"> {
+  let summary = "Turn memref.copy between strided views into linalg.copy";
+  let description = [{
+    A `memref.copy` whose source or target has a non-identity layout lowers to a call
+    of the MLIR runtime's element-by-element `memrefCopy`. As `linalg.copy` it becomes
+    loops with a contiguous innermost loop that LLVM vectorizes, and that
+    `qf-parallelize-linalg` threads when large. Copies between identity layouts stay
+    (one memmove).
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def ReassociateReductionsPass : Pass<"qf-reassociate-reductions", "::mlir::func::FuncOp"> {
+  let summary = "Mark the accumulating float ops of linalg reductions reassociable";
+  let description = [{
+    In each linalg op with a reduction loop, the `arith.addf`/`mulf`/`maximumf`/
+    `minimumf`/`maxnumf`/`minnumf` that combine into an output accumulator get the
+    `reassoc` fast-math flag, so that LLVM vectorizes the reduction loops that
+    `convert-linalg-to-loops` emits (row sums of RMSNorm and softmax, running maxima).
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
 def ParallelizeLinalgPass : Pass<"qf-parallelize-linalg", "::mlir::func::FuncOp"> {
   let summary = "Run large linalg ops on buffers on threads, keeping the innermost loop serial";
   let description = [{

@@ -35,7 +35,15 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
   // Elementwise chains (norms, activations, rotary embeddings, masks) fuse
   // into one loop nest each, once the dynamic-broadcast guards that split them
   // are gone.
-  pm.addNestedPass<func::FuncOp>(createDropSameSizeBroadcastsPass());
+  // Sizes are first rewritten in terms of the op operands they come from
+  // (resolve-shaped-type-result-dims, CSE), so that equal sizes are one
+  // value; each round exposes guards of the next ops in the chain.
+  for (int round = 0; round < 2; ++round) {
+    pm.addPass(memref::createResolveShapedTypeResultDimsPass());
+    pm.addPass(createCanonicalizerPass());
+    pm.addPass(createCSEPass());
+    pm.addNestedPass<func::FuncOp>(createDropSameSizeBroadcastsPass());
+  }
   pm.addNestedPass<func::FuncOp>(createFuseElementwisePass());
   pm.addPass(createCanonicalizerPass());
 
@@ -74,6 +82,8 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
   floatMatmul.gemvMaxRows = options.gemvMaxRows;
   pm.addNestedPass<func::FuncOp>(createLowerFloatMatmulPass(floatMatmul));
   pm.addNestedPass<func::FuncOp>(createOrderMatmulLoopsPass());
+  pm.addNestedPass<func::FuncOp>(createLowerStridedCopiesPass());
+  pm.addNestedPass<func::FuncOp>(createReassociateReductionsPass());
   pm.addNestedPass<func::FuncOp>(createParallelizeLinalgPass());
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   pm.addNestedPass<func::FuncOp>(createApproximateMathPass());

@@ -137,6 +137,14 @@ bool buildSharedObject(ModuleOp module, StringRef entry, unsigned numArgs,
                       error))
     return false;
 
+  // The runtime's buffer pool hands out blocks that alias nothing live, as
+  // malloc does; saying so lets LLVM keep a reduction's accumulator in a
+  // register and vectorize loops that read one buffer and write another.
+  for (StringRef name :
+       {"_mlir_memref_to_llvm_alloc", "_mlir_memref_to_llvm_aligned_alloc"})
+    if (llvm::Function *alloc = llvmModule->getFunction(name))
+      alloc->addRetAttr(llvm::Attribute::NoAlias);
+
   std::unique_ptr<llvm::TargetMachine> tm =
       createTargetMachine(options.cpu, error);
   if (!tm)

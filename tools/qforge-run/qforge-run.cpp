@@ -24,6 +24,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <cstring>
 #include <exception>
 #include <map>
@@ -162,11 +163,17 @@ private:
                        : signal == SIGBUS ? "a bus error"
                        : signal == SIGILL ? "an illegal instruction"
                                           : "an arithmetic exception";
-    const char *prefix = "qforge-run: error: the module's code crashed with ";
-    const char *suffix = " (no output was written)\n";
-    ssize_t ignored = ::write(2, prefix, std::strlen(prefix));
-    ignored = ::write(2, what, std::strlen(what));
-    ignored = ::write(2, suffix, std::strlen(suffix));
+    // Several threads of a parallel loop can fault at once: the first one
+    // reports, in one write, and ends the process; the others wait for that.
+    static std::atomic<bool> reported{false};
+    if (reported.exchange(true))
+      for (;;)
+        ::pause();
+    char line[160] = "qforge-run: error: the module's code crashed with ";
+    std::strncat(line, what, sizeof(line) - std::strlen(line) - 1);
+    std::strncat(line, " (no output was written)\n",
+                 sizeof(line) - std::strlen(line) - 1);
+    ssize_t ignored = ::write(2, line, std::strlen(line));
     (void)ignored;
     ::_exit(1);
   }
