@@ -520,28 +520,27 @@ def write_stamp(path, stamp):
 def compile_qforge(qf, model, variants, a, notes):
     """variant -> {"full": qfm, "dec": qfm of the KV-cache form, "bytes": weight bytes,
     "error": why the full form did not compile}."""
+    def build(onnx, qfm, v, what=""):
+        """Compiles onnx into qfm unless --work holds one from this qforge build."""
+        if not cached(a, qfm, qf.stamp()):
+            log(f"{model.name}: qforge-compile {v}{what}")
+            qf.build(onnx, qfm, QF_VARIANTS[v])
+            write_stamp(qfm, qf.stamp())
+        return qfm
+
     modules = {}
     for v in variants:
         entry = modules[v] = {}
-        qfm = os.path.join(model.dir, f"{v}.qfm")
         try:
-            if not cached(a, qfm, qf.stamp()):
-                log(f"{model.name}: qforge-compile {v}")
-                qf.build(model.onnx, qfm, QF_VARIANTS[v])
-                write_stamp(qfm, qf.stamp())
-            entry["full"] = qfm
-            entry["bytes"] = qf.weight_bytes(qfm)
+            entry["full"] = build(model.onnx, os.path.join(model.dir, f"{v}.qfm"), v)
+            entry["bytes"] = qf.weight_bytes(entry["full"])
         except Failed as e:
             entry["error"] = str(e)
             continue
         if model.onnx_dec:
-            qfd = os.path.join(model.dir, f"{v}-decode.qfm")
             try:
-                if not cached(a, qfd, qf.stamp()):
-                    log(f"{model.name}: qforge-compile {v} (KV-cache decode form)")
-                    qf.build(model.onnx_dec, qfd, QF_VARIANTS[v])
-                    write_stamp(qfd, qf.stamp())
-                entry["dec"] = qfd
+                entry["dec"] = build(model.onnx_dec, os.path.join(model.dir, f"{v}-decode.qfm"),
+                                     v, " (KV-cache decode form)")
             except Failed as e:
                 notes.append(f"{model.name} qforge {v}: the KV-cache export did not compile: {e}")
     return modules
