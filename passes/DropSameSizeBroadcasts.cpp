@@ -38,7 +38,8 @@ namespace qforge {
 using namespace mlir;
 
 namespace {
-// The value yielded by the single-op-plus-yield branch `region`, or null.
+// The broadcasting copy that `region` yields (a linalg.generic forwarding its
+// one input into a tensor.empty), or null.
 static linalg::GenericOp broadcastCopyIn(Region &region) {
   Block &block = region.front();
   auto yield = cast<scf::YieldOp>(block.getTerminator());

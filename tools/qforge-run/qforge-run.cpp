@@ -19,12 +19,12 @@
 #include "qforge/Runtime/Runtime.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <atomic>
 #include <cstring>
 #include <exception>
 #include <map>
