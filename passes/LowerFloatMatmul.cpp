@@ -50,29 +50,14 @@ struct LowerFloatMatmulPass
     codegen::CPUKernelOptions options;
     options.vectorWidth = vectorWidth;
     options.parallelMinWeights = parallelMinWeights;
+    options.gemvMaxRows = gemvMaxRows;
     OpBuilder b(&getContext());
     for (linalg::LinalgOp op : ops) {
       b.setInsertionPoint(op);
       Location loc = op.getLoc();
       Value x = rows2D(b, loc, op.getDpsInputs()[0]);
-      int64_t rows = cast<MemRefType>(x.getType()).getDimSize(0);
-      // A few rows (decode) stream the weights best row by row, as the loop
-      // lowering does (qf-order-matmul-loops): keep the op for them.
-      if (!ShapedType::isDynamic(rows) && rows <= gemvMaxRows)
-        continue;
       Value w = rows2D(b, loc, op.getDpsInputs()[1]);
       Value out = rows2D(b, loc, op.getDpsInits()[0]);
-      if (ShapedType::isDynamic(rows)) {
-        Value m = memref::DimOp::create(b, loc, x, 0);
-        Value few = arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::ule, m,
-            arith::ConstantIndexOp::create(b, loc, gemvMaxRows));
-        auto branch = scf::IfOp::create(b, loc, TypeRange{}, few,
-                                        /*withElseRegion=*/true);
-        b.setInsertionPoint(branch.thenBlock()->getTerminator());
-        b.clone(*op.getOperation());
-        b.setInsertionPoint(branch.elseBlock()->getTerminator());
-      }
       codegen::emitFloatMatmul(b, loc, x, w, out, options);
       op->erase();
     }

@@ -171,8 +171,10 @@ def LowerFusedMatmulToLoopsPass : Pass<"qf-lower-fused-matmul-to-loops", "::mlir
     Other schemes get scalar loops: per output element and group, unpack codes, accumulate
     x·(code − zero) and scale once per group. All kernels add the CSR outliers and the bias.
 
-    With `int8-activations`, the GEMV quantizes each unit of 32 activations to int8 (one
-    scale per unit) and multiplies four codes by four activations per `vpdpbusd` lane.
+    With `int8-activations`, the GEMV and the GEMM quantize each unit of 32 activations to
+    int8 (one scale per unit) and multiply four codes by four activations per `vpdpbusd`
+    lane; the GEMM's panel then holds the codes as bytes, and its micro-kernel keeps i32
+    sums over one unit for 4 rows x 2 vectors before scaling them into f32 accumulators.
 
     The outer loop (output channels or tiles) is an `scf.parallel`, which the CPU pipeline
     turns into OpenMP threads, when the layer has at least `parallel-min-weights` weights.
@@ -185,7 +187,7 @@ def LowerFusedMatmulToLoopsPass : Pass<"qf-lower-fused-matmul-to-loops", "::mlir
     Option<"gemvMaxRows", "gemv-max-rows", "int64_t", "4",
            "Largest number of activation rows that takes the GEMV kernel">,
     Option<"int8Activations", "int8-activations", "bool", "false",
-           "GEMV: quantize activations to int8 per 32 channels and use vpdpbusd "
+           "GEMV and GEMM: quantize activations to int8 per 32 channels and use vpdpbusd "
            "(AVX-512 VNNI; affine schemes, vector-width 16)">,
     Option<"parallelMinWeights", "parallel-min-weights", "int64_t", "131072",
            "Smallest N*K that runs on several threads">,
@@ -204,8 +206,11 @@ def LowerFloatMatmulPass : Pass<"qf-lower-float-matmul", "::mlir::func::FuncOp">
     2 x `vector-width` output channels (threads, when N*K >= `parallel-min-weights`) and 256
     input channels, 8 rows of the left operand at a time (4 with 8-lane vectors), one row
     for the rest. Like linalg, it accumulates into the output buffer. With at most
-    `gemv-max-rows` rows (tested at run time when the rows are dynamic) the op stays for
-    the loop lowering, which streams the weights row by row.
+    `gemv-max-rows` rows (tested at run time when the rows are dynamic) a streaming GEMV
+    reads B once in storage order, four rows of B at a time into every output vector, with
+    one body per row count; when N*K >= `parallel-min-weights` it splits K into up to 16
+    chunks of at least 64 rows of B (threads), each into its own partial output, and then
+    adds the partials (split-K).
 
     Other `linalg.batch_matmul`s on contiguous f32 buffers (attention's products, whose
     shapes are dynamic) get the same micro-kernel per batch and tile of output columns,
@@ -216,7 +221,7 @@ def LowerFloatMatmulPass : Pass<"qf-lower-float-matmul", "::mlir::func::FuncOp">
     Option<"vectorWidth", "vector-width", "int64_t", "16",
            "f32 lanes per vector (16: AVX-512, 8: AVX2)">,
     Option<"gemvMaxRows", "gemv-max-rows", "int64_t", "4",
-           "Largest number of rows left to the loop lowering">,
+           "Largest number of rows that take the streaming GEMV">,
     Option<"parallelMinWeights", "parallel-min-weights", "int64_t", "131072",
            "Smallest N*K that runs on several threads">,
   ];

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 
 using namespace mlir;
 
@@ -116,12 +117,21 @@ public:
     });
   }
 
-  /// out[M, N] += x[M, K] · weights[K, N] with float weights, through the
-  /// GEMM micro-kernel reading the weights in place (rows of 2V columns).
+  /// out[M, N] += x[M, K] · weights[K, N] with float weights: up to
+  /// gemvMaxRows rows by the streaming GEMV below, more through the GEMM
+  /// micro-kernel reading the weights in place (rows of 2V columns).
   void emitFloat() {
     const int64_t NT = tileCols();
     Value m = memref::DimOp::create(b, buf.x, 0);
     Value weights = flatten(buf.codes);
+    Value small = arith::CmpIOp::create(b, arith::CmpIPredicate::ule, m,
+                                        idx(gemvMaxRows));
+    auto branch = scf::IfOp::create(b, TypeRange{}, small,
+                                    /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(branch.thenBlock()->getTerminator());
+    emitFloatGemv(m, weights);
+    b.setInsertionPoint(branch.elseBlock()->getTerminator());
     outerLoop(idx((N + NT - 1) / NT), [&](Value t) {
       Value n0 = mul(t, idx(NT));
       SmallVector<Value> masks = tileMasks(n0);
@@ -133,6 +143,127 @@ public:
                         b, vf, weights, ValueRange{at}, masks[h], splatF(0.0));
                   });
     });
+  }
+
+  /// The float GEMV: m (1 .. gemvMaxRows, one specialized body per count)
+  /// rows of x times the [K, N] weights, read once in storage order, four
+  /// weight rows at a time into every output vector. A large layer splits K
+  /// into chunks of contiguous weight rows (threads), each summing into its
+  /// own partial output, then adds the partials (split-K).
+  void emitFloatGemv(Value m, Value weights) {
+    const int64_t chunks =
+        parallel ? std::clamp<int64_t>((K + 63) / 64, 1, 16) : 1;
+    std::function<void(int64_t)> dispatch = [&](int64_t rows) {
+      if (rows == gemvMaxRows)
+        return floatGemvRows(rows, chunks, weights);
+      Value is =
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq, m, idx(rows));
+      auto branch = scf::IfOp::create(b, TypeRange{}, is,
+                                      /*withElseRegion=*/true);
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(branch.thenBlock()->getTerminator());
+      floatGemvRows(rows, chunks, weights);
+      b.setInsertionPoint(branch.elseBlock()->getTerminator());
+      dispatch(rows + 1);
+    };
+    dispatch(1);
+  }
+
+  void floatGemvRows(int64_t rows, int64_t chunks, Value weights) {
+    const int64_t kPer = (K + chunks - 1) / chunks;
+    const int64_t full = N / V, nPad = (N + V - 1) / V * V;
+    Value tailMask;
+    if (N % V)
+      tailMask = vector::CreateMaskOp::create(
+          b, VectorType::get({V}, b.getI1Type()), ValueRange{idx(N % V)});
+    // Partial sums [chunks][rows][nPad] when K is split, else `out` itself.
+    Value partial =
+        chunks > 1 ? allocStatic(chunks * rows * nPad, f32) : Value();
+    auto outVector = [&](int64_t i, Value v, Value value, bool masked) {
+      SmallVector<Value> at{idx(i), mul(v, idx(V))};
+      if (!masked && !value)
+        return Value(vector::LoadOp::create(b, vf, buf.out, at));
+      if (!masked) {
+        vector::StoreOp::create(b, value, buf.out, at);
+        return Value();
+      }
+      if (!value)
+        return Value(vector::MaskedLoadOp::create(b, vf, buf.out, at, tailMask,
+                                                  splatF(0.0)));
+      vector::MaskedStoreOp::create(b, buf.out, at, tailMask, value);
+      return Value();
+    };
+    outerLoop(idx(chunks), [&](Value c) {
+      Value k0 = mul(c, idx(kPer));
+      Value k1 = minU(add(k0, idx(kPer)), idx(K));
+      auto part = [&](int64_t i, Value v) {
+        return add(mul(add(mul(c, idx(rows)), idx(i)), idx(nPad)),
+                   mul(v, idx(V)));
+      };
+      if (partial)
+        loop(idx(0), idx(nPad / V), idx(1), [&](Value v) {
+          for (int64_t i = 0; i < rows; ++i)
+            vector::StoreOp::create(b, splatF(0.0), partial,
+                                    ValueRange{part(i, v)});
+        });
+      // Weight rows kb .. kb+J into every output vector.
+      auto step = [&](Value kb, int64_t J) {
+        SmallVector<Value> xb;
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < J; ++j)
+            xb.push_back(broadcast(
+                vf, memref::LoadOp::create(
+                        b, buf.x, ValueRange{idx(i), add(kb, idx(j))})));
+        auto update = [&](Value v, bool masked) {
+          SmallVector<Value> w;
+          for (int64_t j = 0; j < J; ++j) {
+            Value at = add(mul(add(kb, idx(j)), idx(N)), mul(v, idx(V)));
+            w.push_back(masked ? Value(vector::MaskedLoadOp::create(
+                                     b, vf, weights, ValueRange{at}, tailMask,
+                                     splatF(0.0)))
+                               : Value(vector::LoadOp::create(b, vf, weights,
+                                                              ValueRange{at})));
+          }
+          for (int64_t i = 0; i < rows; ++i) {
+            Value y = partial ? Value(vector::LoadOp::create(
+                                    b, vf, partial, ValueRange{part(i, v)}))
+                              : outVector(i, v, {}, masked);
+            for (int64_t j = 0; j < J; ++j)
+              y = fma(xb[i * J + j], w[j], y);
+            if (partial)
+              vector::StoreOp::create(b, y, partial, ValueRange{part(i, v)});
+            else
+              outVector(i, v, y, masked);
+          }
+        };
+        loop(idx(0), idx(full), idx(1), [&](Value v) { update(v, false); });
+        if (N % V)
+          update(idx(full), true);
+      };
+      Value len = arith::SubIOp::create(b, k1, k0);
+      Value k4 = add(k0, mul(arith::DivUIOp::create(b, len, idx(4)), idx(4)));
+      loop(k0, k4, idx(4), [&](Value kb) { step(kb, 4); });
+      loop(k4, k1, idx(1), [&](Value kb) { step(kb, 1); });
+    });
+    if (!partial)
+      return;
+    // out += the chunks' partial sums.
+    auto reduce = [&](Value v, bool masked) {
+      for (int64_t i = 0; i < rows; ++i) {
+        Value y = outVector(i, v, {}, masked);
+        for (int64_t c = 0; c < chunks; ++c)
+          y = arith::AddFOp::create(
+              b, y,
+              vector::LoadOp::create(
+                  b, vf, partial,
+                  ValueRange{add(idx((c * rows + i) * nPad), mul(v, idx(V)))}));
+        outVector(i, v, y, masked);
+      }
+    };
+    loop(idx(0), idx(full), idx(1), [&](Value v) { reduce(v, false); });
+    if (N % V)
+      reduce(idx(full), true);
+    memref::DeallocOp::create(b, partial);
   }
 
   void emit() {
@@ -156,7 +287,10 @@ public:
     else
       emitGemv(m);
     b.setInsertionPoint(branch.elseBlock()->getTerminator());
-    emitGemm(m);
+    if (int8)
+      emitGemmInt8(m);
+    else
+      emitGemm(m);
   }
 
 private:
@@ -522,12 +656,29 @@ private:
     return v;
   }
 
-  void emitGemvInt8(Value m) {
-    // xq[((row*blocks + blk)*8 + t)*V + l]: slot t of unit (blk*V + l), as
-    // four int8 in an i32; xd and xsum: the unit's scale d and sum of xq.
-    Value xq = allocPerRow(m, i32, blocks * 8 * V);
-    Value xd = allocPerRow(m, f32, blocks * V);
-    Value xsum = allocPerRow(m, f32, blocks * V);
+  /// Int8 activations of m rows: per unit of 32 input channels, its eight
+  /// slots (four int8 each, in the order of the code slots) in `q`, its
+  /// scale d in `d` and the sum of its int8 values in `sum`.
+  struct Int8Activations {
+    Value q, d, sum;
+  };
+
+  /// The i32 index in Int8Activations::q of slot t of unit `blk*V + l` of
+  /// `row`. The GEMV's layout puts the units of a block side by side (lane =
+  /// unit, `slotsLast` false); the GEMM's puts a unit's eight slots together.
+  Value slotIndex(Value row, Value blk, Value l, Value t, bool slotsLast) {
+    Value unit = add(mul(add(mul(row, idx(blocks)), blk), idx(V)), l);
+    if (slotsLast)
+      return add(mul(unit, idx(8)), t);
+    return add(
+        mul(add(mul(add(mul(row, idx(blocks)), blk), idx(8)), t), idx(V)), l);
+  }
+
+  Int8Activations quantizeActivations(Value m, bool slotsLast) {
+    Int8Activations a;
+    a.q = allocPerRow(m, i32, blocks * 8 * V);
+    a.d = allocPerRow(m, f32, blocks * V);
+    a.sum = allocPerRow(m, f32, blocks * V);
     auto v32 = VectorType::get({kUnit}, f32);
     auto v32i = VectorType::get({kUnit}, i32);
     auto v32b = VectorType::get({kUnit}, b.getI8Type());
@@ -563,22 +714,31 @@ private:
           Value qsum =
               vector::ReductionOp::create(b, vector::CombiningKind::ADD, q);
           Value at = add(mul(rb, idx(V)), l);
-          memref::StoreOp::create(b, d, xd, ValueRange{at});
+          memref::StoreOp::create(b, d, a.d, ValueRange{at});
           memref::StoreOp::create(b, arith::SIToFPOp::create(b, f32, qsum),
-                                  xsum, ValueRange{at});
+                                  a.sum, ValueRange{at});
           Value q8 = arith::TruncIOp::create(b, v32b, q);
           Value slots = vector::BitCastOp::create(
               b, VectorType::get({8}, i32),
               vector::ShuffleOp::create(b, q8, q8, order));
-          for (int64_t t = 0; t < 8; ++t) {
-            Value e = vector::ExtractOp::create(b, slots, t);
-            Value dst = add(mul(add(mul(rb, idx(8)), idx(t)), idx(V)), l);
-            memref::StoreOp::create(b, e, xq, ValueRange{dst});
+          if (slotsLast) {
+            vector::StoreOp::create(
+                b, slots, a.q,
+                ValueRange{slotIndex(row, blk, l, idx(0), true)});
+            return;
           }
+          for (int64_t t = 0; t < 8; ++t)
+            memref::StoreOp::create(
+                b, vector::ExtractOp::create(b, slots, t), a.q,
+                ValueRange{slotIndex(row, blk, l, idx(t), false)});
         });
       });
     });
+    return a;
+  }
 
+  void emitGemvInt8(Value m) {
+    auto [xq, xd, xsum] = quantizeActivations(m, /*slotsLast=*/false);
     gemvRows(m, [&](Value n, Value row, Value blk, Value acc, bool masked) {
       return gemvBlockInt8(n, row, blk, xq, xd, xsum, acc, masked);
     });
@@ -648,16 +808,19 @@ private:
   //===--- GEMM
   //-------------------------------------------------------------===//
 
-  void emitGemm(Value m) {
+  /// One GEMM over tiles of tileCols() output channels (threads): each tile
+  /// is set to the bias (or zero) in every row, `product(n0, masks, rowIds)`
+  /// adds x · Ŵ, then the CSR outliers are added. rowIds: per vector of the
+  /// tile, the output channel of each lane, clamped to the last one (whose
+  /// values past N are never stored); masks: the lanes that exist.
+  void
+  gemmTiles(Value m,
+            llvm::function_ref<void(Value, ArrayRef<Value>, ArrayRef<Value>)>
+                product) {
     const int64_t NT = tileCols(), halves = NT / V;
     const int64_t tiles = (N + NT - 1) / NT;
     outerLoop(idx(tiles), [&](Value t) {
       Value n0 = mul(t, idx(NT));
-      Value panel =
-          memref::AllocOp::create(b, MemRefType::get({kPanelK * NT}, f32),
-                                  ValueRange{}, b.getI64IntegerAttr(64));
-      // Per half: the output channels of each lane (clamped to the last row,
-      // whose values are never stored) and the mask of those that exist.
       SmallVector<Value> rowIds, masks = tileMasks(n0);
       for (int64_t h = 0; h < halves; ++h) {
         Value first = add(n0, idx(h * V));
@@ -665,7 +828,6 @@ private:
             arith::AddIOp::create(b, broadcast(vi, toI32(first)), laneTimes(1));
         rowIds.push_back(arith::MinUIOp::create(b, ids, splatI(N - 1)));
       }
-      // The tile starts as the bias (or zero) in every row.
       SmallVector<Value> init;
       for (int64_t h = 0; h < halves; ++h) {
         if (buf.bias) {
@@ -686,15 +848,7 @@ private:
                                         ValueRange{row, add(n0, idx(h * V))},
                                         masks[h], init[h]);
       });
-      tileProduct(
-          m, idx(K), n0, masks, {},
-          [&](Value kc0, Value kcLen) {
-            decodePanel(panel, kc0, kcLen, rowIds);
-          },
-          [&](Value, Value kk, int64_t h) -> Value {
-            return vector::LoadOp::create(
-                b, vf, panel, ValueRange{add(mul(kk, idx(NT)), idx(h * V))});
-          });
+      product(n0, masks, rowIds);
       if (buf.rowPtr) {
         Value last = minU(add(n0, idx(NT)), idx(N));
         loop(n0, last, idx(1), [&](Value n) {
@@ -706,8 +860,62 @@ private:
           });
         });
       }
+    });
+  }
+
+  Value allocStatic(int64_t n, Type type) {
+    return memref::AllocOp::create(b, MemRefType::get({n}, type), ValueRange{},
+                                   b.getI64IntegerAttr(64));
+  }
+
+  void emitGemm(Value m) {
+    const int64_t NT = tileCols();
+    gemmTiles(m, [&](Value n0, ArrayRef<Value> masks, ArrayRef<Value> rowIds) {
+      Value panel = allocStatic(kPanelK * NT, f32);
+      tileProduct(
+          m, idx(K), n0, masks, {},
+          [&](Value kc0, Value kcLen) {
+            decodePanel(panel, kc0, kcLen, rowIds);
+          },
+          [&](Value, Value kk, int64_t h) -> Value {
+            return vector::LoadOp::create(
+                b, vf, panel, ValueRange{add(mul(kk, idx(NT)), idx(h * V))});
+          });
       memref::DeallocOp::create(b, panel);
     });
+  }
+
+  /// The `bits` words of unit `unit` of the rows in `rows` (one lane each).
+  SmallVector<Value> gatherUnitWords(Value unit, Value rows) {
+    Value rowWords = arith::MulIOp::create(b, rows, splatI(W));
+    SmallVector<Value> w;
+    for (unsigned q = 0; q < bits; ++q) {
+      Value word = minU(add(mul(unit, idx(bits)), idx(q)), idx(W - 1));
+      w.push_back(gather(codes, word, rowWords));
+    }
+    return w;
+  }
+
+  /// The scale (f32) and zero (i32) of group g of the rows in `rows` (one
+  /// lane each), affine schemes.
+  std::pair<Value, Value> laneScaleZero(Value rows, Value g) {
+    Value scale, zero;
+    if (s.isPerTensor()) {
+      scale = broadcast(vf, scalarToF32(memref::LoadOp::create(
+                                b, scales, ValueRange{idx(0)})));
+      if (zeroPoints) {
+        Value z = memref::LoadOp::create(b, zeroPoints, ValueRange{idx(0)});
+        zero = broadcast(vi, arith::ExtUIOp::create(b, i32, z));
+      }
+    } else {
+      Value at = arith::MulIOp::create(b, rows, splatI(G));
+      scale = toF32(gather(scales, g, at));
+      if (zeroPoints)
+        zero = arith::ExtUIOp::create(b, vi, gather(zeroPoints, g, at));
+    }
+    if (!zero)
+      zero = splatI(int64_t(1) << (bits - 1));
+    return {scale, zero};
   }
 
   /// panel[kk*NT + h*V + l] = W[row_h,l][kc0 + kk] for kk < kcLen.
@@ -722,35 +930,12 @@ private:
       Value k0 = mul(unit, idx(kUnit));
       for (int64_t h = 0; h < halves; ++h) {
         Value rows = rowIds[h];
-        Value rowWords = arith::MulIOp::create(b, rows, splatI(W));
-        SmallVector<Value> w;
-        for (unsigned q = 0; q < bits; ++q) {
-          Value word = minU(add(mul(unit, idx(bits)), idx(q)), idx(W - 1));
-          w.push_back(gather(codes, word, rowWords));
-        }
+        SmallVector<Value> w = gatherUnitWords(unit, rows);
         Value scale, zero;
         if (s.isAffine()) {
-          Value g = groupOf(k0);
-          if (s.isPerTensor()) {
-            scale = broadcast(vf, scalarToF32(memref::LoadOp::create(
-                                      b, scales, ValueRange{idx(0)})));
-            if (zeroPoints) {
-              Value z =
-                  memref::LoadOp::create(b, zeroPoints, ValueRange{idx(0)});
-              z = arith::ExtUIOp::create(b, i32, z);
-              zero = broadcast(vf, arith::SIToFPOp::create(b, f32, z));
-            }
-          } else {
-            Value at = arith::MulIOp::create(b, rows, splatI(G));
-            scale = toF32(gather(scales, g, at));
-            if (zeroPoints) {
-              Value z =
-                  arith::ExtUIOp::create(b, vi, gather(zeroPoints, g, at));
-              zero = arith::SIToFPOp::create(b, vf, z);
-            }
-          }
-          if (!zero)
-            zero = splatF(double(1u << (bits - 1)));
+          auto [sc, z] = laneScaleZero(rows, groupOf(k0));
+          scale = sc;
+          zero = arith::SIToFPOp::create(b, vf, z);
         }
         Value lutRows;
         if (s.isCodebook())
@@ -771,6 +956,140 @@ private:
         }
       }
     });
+  }
+
+  //===--- GEMM with int8 activations (AVX-512 VNNI)
+  //------------------------===//
+  //
+  // The activations are quantized per unit as for the GEMV, with a unit's
+  // eight slots side by side. Per chunk of kPanelK input channels, each tile
+  // of output channels gets a byte panel: per unit, slot t of every output
+  // channel of the tile (four codes as the bytes of an i32 lane, from one
+  // shift and mask of a word), with the unit's scale and negated zero per
+  // lane. The micro-kernel keeps i32 sums for rowsInt8() rows × 2 vectors
+  // over one unit (eight vpdpbusd per row and vector, each multiplying four
+  // codes by four activations), starting from -zero * Σxq, and then adds
+  // scale * d * sum into f32 accumulators.
+
+  int64_t rowsInt8() const { return 4; }
+
+  void emitGemmInt8(Value m) {
+    const int64_t NT = tileCols(), halves = NT / V;
+    const int64_t panelUnits = kPanelK / kUnit;
+    Int8Activations xa = quantizeActivations(m, /*slotsLast=*/true);
+    gemmTiles(m, [&](Value n0, ArrayRef<Value> masks, ArrayRef<Value> rowIds) {
+      Value panel = allocStatic(panelUnits * 8 * NT, i32);
+      Value scalePanel = allocStatic(panelUnits * NT, f32);
+      Value zeroPanel = allocStatic(panelUnits * NT, i32);
+      const int64_t MT = rowsInt8();
+      Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
+      loop(idx(0), idx((K + kPanelK - 1) / kPanelK), idx(1), [&](Value c) {
+        Value u0 = mul(c, idx(panelUnits));
+        Value unitsHere =
+            minU(idx(panelUnits), arith::SubIOp::create(b, idx(units), u0));
+        loop(idx(0), unitsHere, idx(1), [&](Value u) {
+          Value unit = add(u0, u);
+          for (int64_t h = 0; h < halves; ++h) {
+            SmallVector<Value> w = gatherUnitWords(unit, rowIds[h]);
+            for (int64_t t = 0; t < 8; ++t)
+              vector::StoreOp::create(
+                  b, slotBytes(w, t), panel,
+                  ValueRange{add(mul(u, idx(8 * NT)), idx(t * NT + h * V))});
+            auto [scale, zero] =
+                laneScaleZero(rowIds[h], groupOf(mul(unit, idx(kUnit))));
+            Value at = add(mul(u, idx(NT)), idx(h * V));
+            vector::StoreOp::create(b, scale, scalePanel, ValueRange{at});
+            vector::StoreOp::create(b,
+                                    arith::SubIOp::create(b, splatI(0), zero),
+                                    zeroPanel, ValueRange{at});
+          }
+        });
+        auto kernel = [&](Value m0, int64_t rows) {
+          microKernelInt8(xa, panel, scalePanel, zeroPanel, m0, rows, n0, u0,
+                          unitsHere, masks);
+        };
+        loop(idx(0), mFull, idx(MT), [&](Value m0) { kernel(m0, MT); });
+        loop(mFull, m, idx(1), [&](Value m0) { kernel(m0, 1); });
+      });
+      for (Value v : {panel, scalePanel, zeroPanel})
+        memref::DeallocOp::create(b, v);
+    });
+    for (Value v : {xa.q, xa.d, xa.sum})
+      memref::DeallocOp::create(b, v);
+  }
+
+  /// out[m0 .. m0+rows, n0 .. n0+tileCols()] += the product of units u0 ..
+  /// u0+unitsHere of the activations by the byte panel.
+  void microKernelInt8(const Int8Activations &xa, Value panel, Value scalePanel,
+                       Value zeroPanel, Value m0, int64_t rows, Value n0,
+                       Value u0, Value unitsHere, ArrayRef<Value> masks) {
+    const int64_t halves = masks.size(), NT = halves * V;
+    auto bytes = VectorType::get({4 * V}, b.getI8Type());
+    StringAttr dot = b.getStringAttr("llvm.x86.avx512.vpdpbusd.512");
+    SmallVector<Value> acc;
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t h = 0; h < halves; ++h)
+        acc.push_back(vector::MaskedLoadOp::create(
+            b, vf, buf.out, ValueRange{add(m0, idx(i)), add(n0, idx(h * V))},
+            masks[h], splatF(0.0)));
+    acc = loop(
+        idx(0), unitsHere, idx(1), acc,
+        [&](Value u, ValueRange a) -> SmallVector<Value> {
+          Value unit = add(u0, u);
+          SmallVector<Value> at, isum;
+          SmallVector<Value> zero, scale;
+          for (int64_t h = 0; h < halves; ++h) {
+            Value p = add(mul(u, idx(NT)), idx(h * V));
+            zero.push_back(
+                vector::LoadOp::create(b, vi, zeroPanel, ValueRange{p}));
+            scale.push_back(
+                vector::LoadOp::create(b, vf, scalePanel, ValueRange{p}));
+          }
+          for (int64_t i = 0; i < rows; ++i) {
+            at.push_back(add(mul(add(m0, idx(i)), idx(blocks * V)), unit));
+            Value xs = memref::LoadOp::create(b, xa.sum, ValueRange{at[i]});
+            Value xsI = broadcast(vi, arith::FPToSIOp::create(b, i32, xs));
+            for (int64_t h = 0; h < halves; ++h)
+              isum.push_back(arith::MulIOp::create(b, zero[h], xsI));
+          }
+          for (int64_t t = 0; t < 8; ++t) {
+            SmallVector<Value> bv;
+            for (int64_t h = 0; h < halves; ++h)
+              bv.push_back(vector::BitCastOp::create(
+                  b, bytes,
+                  vector::LoadOp::create(
+                      b, vi, panel,
+                      ValueRange{
+                          add(mul(u, idx(8 * NT)), idx(t * NT + h * V))})));
+            for (int64_t i = 0; i < rows; ++i) {
+              Value xw = memref::LoadOp::create(
+                  b, xa.q, ValueRange{add(mul(at[i], idx(8)), idx(t))});
+              Value xb = vector::BitCastOp::create(b, bytes, broadcast(vi, xw));
+              for (int64_t h = 0; h < halves; ++h) {
+                Value &sum = isum[i * halves + h];
+                sum = LLVM::CallIntrinsicOp::create(b, vi, dot,
+                                                    ValueRange{sum, bv[h], xb})
+                          .getResult(0);
+              }
+            }
+          }
+          SmallVector<Value> next(a.begin(), a.end());
+          for (int64_t i = 0; i < rows; ++i) {
+            Value d = broadcast(
+                vf, memref::LoadOp::create(b, xa.d, ValueRange{at[i]}));
+            for (int64_t h = 0; h < halves; ++h) {
+              Value f = arith::SIToFPOp::create(b, vf, isum[i * halves + h]);
+              next[i * halves + h] = fma(arith::MulFOp::create(b, scale[h], d),
+                                         f, next[i * halves + h]);
+            }
+          }
+          return next;
+        });
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t h = 0; h < halves; ++h)
+        vector::MaskedStoreOp::create(
+            b, buf.out, ValueRange{add(m0, idx(i)), add(n0, idx(h * V))},
+            masks[h], acc[i * halves + h]);
   }
 
   /// The masks of the vectors of output channels n0 .. n0+tileCols() that

@@ -370,6 +370,7 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
       t["features"] = so.features;
       t["vector_width"] = lowering.vectorWidth.getValue();
       t["gemv_activations"] = lowering.int8Activations ? "int8" : "f32";
+      t["gemm_activations"] = lowering.int8Activations ? "int8" : "f32";
       t["buffers"] = "runtime-pool";
     }
     targets.push_back(t);

@@ -114,12 +114,16 @@ def main():
             q8 = os.path.join(work, f"c{i}.int8.qfm")
             run(["qforge-compile", onnx_path, "-o", q8, "--activations", "int8"]
                 + compile_flags)
-            act = qfmlib.gemv_activations(qfmlib.Module(q8), bits, group)
+            m8 = qfmlib.Module(q8)
+            act = qfmlib.gemv_activations(m8, bits, group)
+            act_gemm = qfmlib.gemv_activations(m8, bits, group, "gemm")
             gemv = int8 if act == "int8" else exact
-            check(q8, [1, 3, 19], lambda x: gemv(x) if x.shape[0] <= 4 else exact(x),
-                  act + "-act")
-    # Float weights: the linear layer goes through the GEMM micro-kernel
-    # (qf-lower-float-matmul) at every M; ragged K and N, threads.
+            gemm = int8 if act_gemm == "int8" else exact
+            check(q8, [1, 3, 5, 19], lambda x: gemv(x) if x.shape[0] <= 4 else gemm(x),
+                  f"{act}/{act_gemm}-act")
+    # Float weights (qf-lower-float-matmul): the streaming GEMV, one body per
+    # row count 1 .. 4 (split-K over threads at K 1000), and the GEMM
+    # micro-kernel above; ragged K and N.
     import onnx
     from onnx import numpy_helper
     for K, N in ((1000, 133), (96, 20)):
@@ -134,7 +138,7 @@ def main():
         W = inits["fc.weight"].astype(np.float64)
         bias = inits["fc.bias"].astype(np.float64)
         worst = worst_threads = 0.0
-        for M in ROWS:
+        for M in sorted(set(ROWS) | {2}):
             x = rng.standard_normal((M, K)).astype(np.float32)
             xp = os.path.join(work, f"f{K}.x{M}.npy")
             np.save(xp, x)

@@ -69,14 +69,14 @@ def dequantize(codes, scales, zero_points, bits, group_size, cols):
     return s * (q - z), s
 
 
-def gemv_activations(module, bits, group_size):
-    """'int8' when the module's CPU decode GEMV quantizes the activations of an affine
-    layer with this scheme to int8, else 'f32'. The module records whether its GEMV uses
-    int8 activations (CPUs with AVX-512 VNNI); the kernels apply them to 1/2/4/8-bit codes
-    in groups of a multiple of 32 channels, per channel or per tensor (docs/decisions.md,
-    decision 16)."""
+def gemv_activations(module, bits, group_size, kernel="gemv"):
+    """'int8' when the module's CPU decode GEMV (kernel "gemv") or prefill GEMM
+    ("gemm") quantizes the activations of an affine layer with this scheme to int8, else
+    'f32'. The module records whether its kernels use int8 activations (CPUs with AVX-512
+    VNNI); the kernels apply them to 1/2/4/8-bit codes in groups of a multiple of 32
+    channels, per channel or per tensor (docs/decisions.md, decisions 16 and 19)."""
     for t in module.manifest.get("targets", []):
-        if t.get("kind") == "cpu" and t.get("gemv_activations") == "int8":
+        if t.get("kind") == "cpu" and t.get(kernel + "_activations") == "int8":
             if 8 % bits == 0 and (group_size <= 0 or group_size % 32 == 0):
                 return "int8"
     return "f32"

@@ -31,14 +31,25 @@
 // CHECK-COUNT-16:      vector.fma
 // CHECK:             memref.dealloc
 // CHECK-NOT:     qf.fused_matmul
-// With int8 activations, the GEMV multiplies bytes with vpdpbusd, 8 slots per block.
+// With int8 activations, the GEMV multiplies bytes with vpdpbusd, 8 slots per block; the
+// GEMM quantizes the activations the same way and fills, per tile and unit, a byte panel
+// (8 slots x 2 vectors of i32) with the lanes' scales and negated zeros (-8: symmetric), then its
+// micro-kernel (4 rows x 2 vectors) starts each unit's i32 sums at -zero * sum(xq), adds
+// 8 slots x 4 rows x 2 vectors vpdpbusd and scales the sums into f32 (sitofp, fma).
 // INT8-LABEL: func.func @four_bit_g128
 // INT8:         scf.if
 // INT8:           memref.alloc(%{{.+}}) {alignment = 64 : i64} : memref<?xi32>
 // INT8:           math.roundeven
 // INT8-COUNT-8:   llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
 // INT8:         } else {
-// INT8-NOT:       llvm.call_intrinsic
+// INT8:           memref.alloc(%{{.+}}) {alignment = 64 : i64} : memref<?xi32>
+// INT8:           math.roundeven
+// INT8:           memref.alloc() {alignment = 64 : i64} : memref<2048xi32>
+// INT8:           vector.gather
+// INT8:           arith.muli %{{.+}}, %{{.+}} : vector<16xi32>
+// INT8-COUNT-64:  llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"
+// INT8:           arith.sitofp %{{.+}} : vector<16xi32> to vector<16xf32>
+// INT8:           vector.fma
 // INT8:         return
 // With 8-lane vectors: a block is 8 units = 32 words, f32 activations (vpdpbusd on zmm only),
 // and this layer is below the threading threshold: plain loops.

@@ -48,7 +48,7 @@ static cl::opt<std::string>
         cl::init("native"), cl::cat(category));
 static cl::opt<std::string> activations(
     "activations",
-    cl::desc("CPU decode kernels' activations: int8 (quantized per 32 "
+    cl::desc("CPU matmul kernels' activations: int8 (quantized per 32 "
              "channels, integer dot products; needs AVX-512 VNNI, else f32) "
              "or f32"),
     cl::init("int8"), cl::cat(category));

@@ -18,7 +18,10 @@
 //  - GEMM (M > gemvMaxRows, prefill): per tile of 2*width output channels and
 //    256 input channels, the codes are decoded once into a cache-resident f32
 //    panel, then a register-blocked micro-kernel (rows x 2 vectors of
-//    accumulators) multiplies every activation row by it.
+//    accumulators) multiplies every activation row by it. With int8
+//    activations (VNNI) the panel holds the codes as bytes, four input
+//    channels per i32 lane, and the micro-kernel sums one 32-channel unit
+//    with vpdpbusd before scaling into f32.
 //
 // Both run their outer loop as scf.parallel (threads through OpenMP) when the
 // layer is large enough to pay for a fork. The GEMM micro-kernel also serves
@@ -39,10 +42,10 @@ struct CPUKernelOptions {
   int64_t vectorWidth = 16;
   /// Largest M that takes the GEMV kernel.
   int64_t gemvMaxRows = 4;
-  /// GEMV with activations quantized to int8 per 32 input channels and
-  /// integer dot products (AVX-512 VNNI vpdpbusd); affine schemes of 1, 2, 4
-  /// or 8 bits with 16 lanes only (their codes sit in bytes after one shift
-  /// and mask), others keep f32 activations.
+  /// GEMV and GEMM with activations quantized to int8 per 32 input channels
+  /// and integer dot products (AVX-512 VNNI vpdpbusd); affine schemes of 1,
+  /// 2, 4 or 8 bits with 16 lanes only (their codes sit in bytes after one
+  /// shift and mask), others keep f32 activations.
   bool int8Activations = false;
   /// Layers with fewer weights (N * K) run their loops on one thread.
   int64_t parallelMinWeights = 1 << 17;
@@ -60,8 +63,10 @@ void emitVectorFusedMatmul(mlir::OpBuilder &b, mlir::Location loc,
                            const CPUKernelOptions &options);
 
 /// Emits out[M, N] += x[M, K] · weights[K, N] for float weights of static
-/// shape (x, out: 2-D memrefs, M may be dynamic) with the GEMM micro-kernel,
-/// threaded over tiles of output channels like the fused kernels.
+/// shape (x, out: 2-D memrefs, M may be dynamic): up to gemvMaxRows rows by a
+/// GEMV that streams the weights in storage order (split-K over threads for
+/// large layers), more rows by the GEMM micro-kernel, threaded over tiles of
+/// output channels like the fused kernels.
 void emitFloatMatmul(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
                      mlir::Value weights, mlir::Value out,
                      const CPUKernelOptions &options);
