@@ -132,16 +132,32 @@ public:
     b.setInsertionPoint(branch.thenBlock()->getTerminator());
     emitFloatGemv(m, weights);
     b.setInsertionPoint(branch.elseBlock()->getTerminator());
+    // Each tile's 256 x NT block of weights is first copied into a contiguous
+    // panel (as a BLAS packs B), so that the micro-kernel reads one stream
+    // instead of one strided row per page.
     outerLoop(idx((N + NT - 1) / NT), [&](Value t) {
       Value n0 = mul(t, idx(NT));
       SmallVector<Value> masks = tileMasks(n0);
-      tileProduct(m, idx(K), n0, masks, {}, nullptr,
-                  [&](Value kc0, Value kk, int64_t h) -> Value {
-                    Value at =
-                        add(mul(add(kc0, kk), idx(N)), add(n0, idx(h * V)));
-                    return vector::MaskedLoadOp::create(
-                        b, vf, weights, ValueRange{at}, masks[h], splatF(0.0));
-                  });
+      Value panel = allocStatic(kPanelK * NT, f32);
+      tileProduct(
+          m, idx(K), n0, masks, {},
+          [&](Value kc0, Value kcLen) {
+            loop(idx(0), kcLen, idx(1), [&](Value kk) {
+              for (int64_t h = 0; h < NT / V; ++h) {
+                Value at = add(mul(add(kc0, kk), idx(N)), add(n0, idx(h * V)));
+                Value row = vector::MaskedLoadOp::create(
+                    b, vf, weights, ValueRange{at}, masks[h], splatF(0.0));
+                vector::StoreOp::create(
+                    b, row, panel,
+                    ValueRange{add(mul(kk, idx(NT)), idx(h * V))});
+              }
+            });
+          },
+          [&](Value, Value kk, int64_t h) -> Value {
+            return vector::LoadOp::create(
+                b, vf, panel, ValueRange{add(mul(kk, idx(NT)), idx(h * V))});
+          });
+      memref::DeallocOp::create(b, panel);
     });
   }
 

@@ -76,14 +76,7 @@ def main():
             worst = worst_threads = 0.0
             for M in rows:
                 x = rng.standard_normal((M, K)).astype(np.float32)
-                xp = os.path.join(work, f"c{i}.x{M}.npy")
-                np.save(xp, x)
-                outs = []
-                for threads in (1, 2):
-                    yp = os.path.join(work, f"c{i}.y{M}.t{threads}.npy")
-                    run(["qforge-run", module, "--input", f"x={xp}", "--output",
-                         f"y={yp}", "--threads", str(threads)])
-                    outs.append(np.load(yp).astype(np.float64))
+                outs = qfmlib.run_on_threads(module, x, work, f"c{i}.m{M}")
                 ref, bound = reference(x)
                 scale = np.abs(ref).max()
                 rel = np.abs(outs[0] - ref).max() / scale
@@ -140,14 +133,7 @@ def main():
         worst = worst_threads = 0.0
         for M in sorted(set(ROWS) | {2}):
             x = rng.standard_normal((M, K)).astype(np.float32)
-            xp = os.path.join(work, f"f{K}.x{M}.npy")
-            np.save(xp, x)
-            outs = []
-            for threads in (1, 2):
-                yp = os.path.join(work, f"f{K}.y{M}.t{threads}.npy")
-                run(["qforge-run", qfm_path, "--input", f"x={xp}", "--output", f"y={yp}",
-                     "--threads", str(threads)])
-                outs.append(np.load(yp).astype(np.float64))
+            outs = qfmlib.run_on_threads(qfm_path, x, work, f"f{K}.m{M}")
             ref = x.astype(np.float64) @ W + bias
             scale = np.abs(ref).max()
             worst = max(worst, np.abs(outs[0] - ref).max() / scale)

@@ -88,14 +88,8 @@ def main():
         worst = 0.0
         for M in (1, 3, 19):
             x = rng.standard_normal((M, K)).astype(np.float32)
-            xp = os.path.join(work, f"cb{bits}.x{M}.npy")
-            np.save(xp, x)
             ref = x.astype(np.float64) @ dense_w.T + bias
-            for threads in (1, 2):
-                yp = os.path.join(work, f"cb{bits}.y{M}.{threads}.npy")
-                run(["qforge-run", qfm, "--input", f"x={xp}", "--output", f"y={yp}",
-                     "--threads", str(threads)])
-                y = np.load(yp).astype(np.float64)
+            for y in qfmlib.run_on_threads(qfm, x, work, f"cb{bits}.m{M}"):
                 rel = np.abs(y - ref).max() / np.abs(ref).max()
                 worst = max(worst, rel)
         good = worst <= 1e-5

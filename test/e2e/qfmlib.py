@@ -4,6 +4,7 @@ It follows docs/module-format.md and the qf dialect's packing convention without
 code with the C++ implementation, so tests compare two implementations.
 """
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -106,3 +107,17 @@ def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"FAIL: {' '.join(cmd)}\n{r.stdout}{r.stderr}")
+
+
+def run_on_threads(module, x, work, tag, threads=(1, 2)):
+    """Runs a module with one input `x` and one output `y` on the array x, once per thread
+    count; returns the outputs as float64 arrays, in the order of `threads`."""
+    xp = os.path.join(work, f"{tag}.x.npy")
+    np.save(xp, x)
+    outs = []
+    for t in threads:
+        yp = os.path.join(work, f"{tag}.y.t{t}.npy")
+        run(["qforge-run", module, "--input", f"x={xp}", "--output", f"y={yp}",
+             "--threads", str(t)])
+        outs.append(np.load(yp).astype(np.float64))
+    return outs
