@@ -202,10 +202,10 @@ def LowerFloatMatmulPass : Pass<"qf-lower-float-matmul", "::mlir::func::FuncOp">
   let description = [{
     Replaces each `linalg.matmul`, or `linalg.batch_matmul` with a batch of one, on f32
     buffers whose right operand B [K, N] has a static shape (a linear layer's weight) by the
-    register-blocked GEMM micro-kernel of the fused kernels, reading B in place: per tile of
-    2 x `vector-width` output channels (threads, when N*K >= `parallel-min-weights`) and 256
-    input channels, 8 rows of the left operand at a time (4 with 8-lane vectors), one row
-    for the rest. Like linalg, it accumulates into the output buffer. With at most
+    register-blocked GEMM micro-kernel of the fused kernels: per tile of 2 x `vector-width`
+    output channels (threads, when N*K >= `parallel-min-weights`) and 256 input channels,
+    that block of B is copied into a contiguous panel, then multiplied by 8 rows of the
+    left operand at a time (4 with 8-lane vectors), one row for the rest. Like linalg, it accumulates into the output buffer. With at most
     `gemv-max-rows` rows (tested at run time when the rows are dynamic) a streaming GEMV
     reads B once in storage order, four rows of B at a time into every output vector, with
     one body per row count; when N*K >= `parallel-min-weights` it splits K into up to 16

@@ -25,8 +25,8 @@
 //
 // Both run their outer loop as scf.parallel (threads through OpenMP) when the
 // layer is large enough to pay for a fork. The GEMM micro-kernel also serves
-// float matmuls (emitFloatMatmul, emitBatchedFloatMatmul), reading the right
-// operand in place instead of a decoded panel.
+// float matmuls: emitFloatMatmul over a copied (packed) panel of the weights,
+// emitBatchedFloatMatmul reading the right operand in place.
 //
 //===----------------------------------------------------------------------===//
 
