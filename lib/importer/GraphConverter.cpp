@@ -331,8 +331,22 @@ Value NodeContext::reshape(Value value, ArrayRef<int64_t> shape) {
   for (int64_t d = 0; d < type.getRank(); ++d)
     if (type.isDynamicDim(d))
       sourceDynamic.push_back(d);
-  assert(sourceDynamic.size() == size_t(countDynamic(shape)) &&
-         "reshape cannot pair dynamic dimensions");
+  if (sourceDynamic.size() != size_t(countDynamic(shape))) {
+    // The sizes of the result are not those of the operand: callers that
+    // split a dynamic dimension must name the sizes (reshapeTo). Fail the
+    // node with the shapes, and hand back a placeholder of the asked type.
+    if (deferred.empty())
+      deferred = "cannot reshape " + formatShape(type.getShape()) + " to " +
+                 formatShape(shape) +
+                 ": more than one dynamic dimension would have to be "
+                 "inferred; pass --shape";
+    SmallVector<Value> sizes;
+    for (int64_t d : shape)
+      if (ShapedType::isDynamic(d))
+        sizes.push_back(arith::ConstantIndexOp::create(getBuilder(), loc, 1));
+    return tensor::EmptyOp::create(getBuilder(), loc, shape,
+                                   type.getElementType(), sizes);
+  }
   SmallVector<SymDim> dims;
   unsigned next = 0;
   for (int64_t d : shape)
@@ -1013,6 +1027,8 @@ LogicalResult GraphConverter::convertNode(const onnx::NodeProto &node,
     return failure();
   if (!handled && failed(entry.convert(context)))
     return failure();
+  if (!context.deferredError().empty())
+    return fail(who + ": " + context.deferredError());
 
   for (const std::string &output : node.output())
     if (!output.empty() && !values.count(output))

@@ -440,12 +440,17 @@ public:
   mlir::FailureOr<mlir::Value> binary(Binary kind, mlir::Value a,
                                       mlir::Value b);
 
+  /// An error found by a helper that returns a value (reshape): the node
+  /// fails with it once its converter returns. Empty when none.
+  const std::string &deferredError() const { return deferred; }
+
 private:
   GraphConverter &graph;
   const onnx::NodeProto &node;
   std::string displayName;
   mlir::Location loc;
   int64_t opset;
+  std::string deferred;
 };
 
 /// Builds `func.func @main` from an ONNX graph whose inputs have static

@@ -53,9 +53,22 @@ Value gatherAlong(NodeContext &ctx, Value value, int64_t axis, Value indices) {
     index2 = ctx.broadcastTo(index2, {n, w});
   Value gathered = tosa::GatherOp::create(
       ctx.getBuilder(), ctx.getLoc(), type.clone({n, w, c}), values, index2);
-  SmallVector<int64_t> outShape(shape.take_front(axis));
-  llvm::append_range(outShape, indexType.getShape());
-  llvm::append_range(outShape, shape.drop_front(axis + 1));
+  // The result's sizes: value's outer dimensions, the indices', value's
+  // inner ones (named, so that several may be dynamic).
+  SmallVector<SymDim> outDims;
+  for (int64_t d = 0; d < type.getRank(); ++d) {
+    if (d != axis) {
+      outDims.push_back(SymDim::of(value, d));
+      continue;
+    }
+    for (int64_t i = 0; i < indexType.getRank(); ++i)
+      outDims.push_back(SymDim::of(indices, i));
+  }
+  SmallVector<int64_t> outShape;
+  for (const SymDim &d : outDims)
+    outShape.push_back(d.isKnown() ? d.value : ShapedType::kDynamic);
+  if (countDynamic(outShape) > 1)
+    return ctx.reshapeTo(gathered, outDims);
   return ctx.reshape(gathered, outShape);
 }
 

@@ -93,6 +93,21 @@ FailureOr<Value> emitMatMul(NodeContext &ctx, TypedValue<RankedTensorType> a,
     outShape.push_back(m);
   if (!dropN)
     outShape.push_back(n);
+  if (countDynamic(outShape) > 1 && product(bBatch) == 1) {
+    // A's rows were folded into one dynamic M: its own dimensions give the
+    // sizes back (B's batch is all ones, so the batch is A's, left-padded).
+    int64_t aRank = aType.getRank();
+    int64_t pad = int64_t(batch->size()) - (int64_t(aShape.size()) - 2);
+    SmallVector<SymDim> dims;
+    for (int64_t i = 0; i < int64_t(batch->size()); ++i)
+      dims.push_back(i < pad ? SymDim::known((*batch)[i])
+                             : SymDim::of(a, i - pad));
+    if (!dropM)
+      dims.push_back(SymDim::of(a, aRank - 2));
+    if (!dropN)
+      dims.push_back(SymDim::of(b, bType.getRank() - 1));
+    return ctx.reshapeTo(result, dims);
+  }
   return ctx.reshape(result, outShape);
 }
 
