@@ -132,33 +132,53 @@ public:
     b.setInsertionPoint(branch.thenBlock()->getTerminator());
     emitFloatGemv(m, weights);
     b.setInsertionPoint(branch.elseBlock()->getTerminator());
-    // Each tile's 256 x NT block of weights is first copied into a contiguous
-    // panel (as a BLAS packs B), so that the micro-kernel reads one stream
-    // instead of one strided row per page.
-    outerLoop(idx((N + NT - 1) / NT), [&](Value t) {
-      Value n0 = mul(t, idx(NT));
-      SmallVector<Value> masks = tileMasks(n0);
-      Value panel = allocStatic(kPanelK * NT, f32);
-      tileProduct(
-          m, idx(K), n0, masks, {},
-          [&](Value kc0, Value kcLen) {
-            loop(idx(0), kcLen, idx(1), [&](Value kk) {
-              for (int64_t h = 0; h < NT / V; ++h) {
-                Value at = add(mul(add(kc0, kk), idx(N)), add(n0, idx(h * V)));
-                Value row = vector::MaskedLoadOp::create(
-                    b, vf, weights, ValueRange{at}, masks[h], splatF(0.0));
-                vector::StoreOp::create(
-                    b, row, panel,
-                    ValueRange{add(mul(kk, idx(NT)), idx(h * V))});
-              }
-            });
-          },
-          [&](Value, Value kk, int64_t h) -> Value {
-            return vector::LoadOp::create(
-                b, vf, panel, ValueRange{add(mul(kk, idx(NT)), idx(h * V))});
+    // As a BLAS packs B: per chunk of kPanelK input channels, the weights of
+    // a group of tiles are copied into contiguous panels (reading each weight
+    // row's segment of the group in one stream), then the micro-kernel
+    // sweeps the rows over each panel while that chunk of x stays in cache.
+    const int64_t tiles = (N + NT - 1) / NT, GT = floatGemmGroupTiles();
+    const int64_t panelSize = kPanelK * NT;
+    outerLoop(idx((tiles + GT - 1) / GT), [&](Value g) {
+      Value t0 = mul(g, idx(GT));
+      Value here = minU(idx(GT), arith::SubIOp::create(b, idx(tiles), t0));
+      Value panels = allocStatic(GT * panelSize, f32);
+      chunkLoop(idx(K), [&](Value kc0, Value kcLen) {
+        loop(idx(0), kcLen, idx(1), [&](Value kk) {
+          Value rowAt = mul(add(kc0, kk), idx(N));
+          loop(idx(0), here, idx(1), [&](Value tt) {
+            Value n0 = mul(add(t0, tt), idx(NT));
+            SmallVector<Value> masks = tileMasks(n0);
+            for (int64_t h = 0; h < NT / V; ++h) {
+              Value row = vector::MaskedLoadOp::create(
+                  b, vf, weights, ValueRange{add(rowAt, add(n0, idx(h * V)))},
+                  masks[h], splatF(0.0));
+              Value dst = add(mul(tt, idx(panelSize)),
+                              add(mul(kk, idx(NT)), idx(h * V)));
+              vector::StoreOp::create(b, row, panels, ValueRange{dst});
+            }
           });
-      memref::DeallocOp::create(b, panel);
+        });
+        loop(idx(0), here, idx(1), [&](Value tt) {
+          Value n0 = mul(add(t0, tt), idx(NT));
+          Value base = mul(tt, idx(panelSize));
+          rowBlocks(
+              m, n0, kc0, kcLen, tileMasks(n0), {},
+              [&](Value kk, int64_t h) -> Value {
+                return vector::LoadOp::create(
+                    b, vf, panels,
+                    ValueRange{add(base, add(mul(kk, idx(NT)), idx(h * V)))});
+              });
+        });
+      });
+      memref::DeallocOp::create(b, panels);
     });
+  }
+
+  /// Tiles per group of the float GEMM: up to 8 (256 output channels share
+  /// each chunk of x), while keeping at least 16 groups for the threads.
+  int64_t floatGemmGroupTiles() const {
+    const int64_t tiles = (N + tileCols() - 1) / tileCols();
+    return std::clamp<int64_t>(tiles / 16, 1, 8);
   }
 
   /// The float GEMV: m (1 .. gemvMaxRows, one specialized body per count)
@@ -997,12 +1017,10 @@ private:
       Value panel = allocStatic(panelUnits * 8 * NT, i32);
       Value scalePanel = allocStatic(panelUnits * NT, f32);
       Value zeroPanel = allocStatic(panelUnits * NT, i32);
-      const int64_t MT = rowsInt8();
-      Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
-      loop(idx(0), idx((K + kPanelK - 1) / kPanelK), idx(1), [&](Value c) {
-        Value u0 = mul(c, idx(panelUnits));
+      chunkLoop(idx(K), [&](Value kc0, Value kcLen) {
+        Value u0 = arith::DivUIOp::create(b, kc0, idx(kUnit));
         Value unitsHere =
-            minU(idx(panelUnits), arith::SubIOp::create(b, idx(units), u0));
+            arith::DivUIOp::create(b, add(kcLen, idx(kUnit - 1)), idx(kUnit));
         loop(idx(0), unitsHere, idx(1), [&](Value u) {
           Value unit = add(u0, u);
           for (int64_t h = 0; h < halves; ++h) {
@@ -1020,12 +1038,10 @@ private:
                                     zeroPanel, ValueRange{at});
           }
         });
-        auto kernel = [&](Value m0, int64_t rows) {
+        forRowBlocks(m, rowsInt8(), [&](Value m0, int64_t rows) {
           microKernelInt8(xa, panel, scalePanel, zeroPanel, m0, rows, n0, u0,
                           unitsHere, masks);
-        };
-        loop(idx(0), mFull, idx(MT), [&](Value m0) { kernel(m0, MT); });
-        loop(mFull, m, idx(1), [&](Value m0) { kernel(m0, 1); });
+        });
       });
       for (Value v : {panel, scalePanel, zeroPanel})
         memref::DeallocOp::create(b, v);
@@ -1138,23 +1154,41 @@ private:
                    ValueRange batch,
                    llvm::function_ref<void(Value, Value)> prepare,
                    llvm::function_ref<Value(Value, Value, int64_t)> loadB) {
-    const int64_t MT = rowsPerBlock();
-    Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
+    chunkLoop(k, [&](Value kc0, Value kcLen) {
+      if (prepare)
+        prepare(kc0, kcLen);
+      rowBlocks(m, n0, kc0, kcLen, masks, batch,
+                [&](Value kk, int64_t h) { return loadB(kc0, kk, h); });
+    });
+  }
+
+  /// body(kc0, kcLen) for each chunk of kPanelK of the k input channels.
+  void chunkLoop(Value k, llvm::function_ref<void(Value, Value)> body) {
     Value chunks =
         arith::DivUIOp::create(b, add(k, idx(kPanelK - 1)), idx(kPanelK));
     loop(idx(0), chunks, idx(1), [&](Value c) {
       Value kc0 = mul(c, idx(kPanelK));
-      Value kcLen = minU(idx(kPanelK), arith::SubIOp::create(b, k, kc0));
-      if (prepare)
-        prepare(kc0, kcLen);
-      auto row = [&](Value kk, int64_t h) { return loadB(kc0, kk, h); };
-      loop(idx(0), mFull, idx(MT), [&](Value m0) {
-        microKernel(row, m0, MT, n0, kc0, kcLen, masks, batch);
-      });
-      loop(mFull, m, idx(1), [&](Value m0) {
-        microKernel(row, m0, 1, n0, kc0, kcLen, masks, batch);
-      });
+      body(kc0, minU(idx(kPanelK), arith::SubIOp::create(b, k, kc0)));
     });
+  }
+
+  /// The micro-kernel over all m rows for one chunk: rowsPerBlock() rows at
+  /// a time, then one at a time.
+  void rowBlocks(Value m, Value n0, Value kc0, Value kcLen,
+                 ArrayRef<Value> masks, ValueRange batch,
+                 llvm::function_ref<Value(Value, int64_t)> row) {
+    forRowBlocks(m, rowsPerBlock(), [&](Value m0, int64_t rows) {
+      microKernel(row, m0, rows, n0, kc0, kcLen, masks, batch);
+    });
+  }
+
+  /// kernel(m0, MT) over the full blocks of MT rows among m, then
+  /// kernel(m0, 1) over the rest.
+  void forRowBlocks(Value m, int64_t MT,
+                    llvm::function_ref<void(Value, int64_t)> kernel) {
+    Value mFull = mul(arith::DivUIOp::create(b, m, idx(MT)), idx(MT));
+    loop(idx(0), mFull, idx(MT), [&](Value m0) { kernel(m0, MT); });
+    loop(mFull, m, idx(1), [&](Value m0) { kernel(m0, 1); });
   }
 
   /// `batch` (empty, or one index) leads the indices of x and out.

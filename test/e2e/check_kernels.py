@@ -116,10 +116,11 @@ def main():
                   f"{act}/{act_gemm}-act")
     # Float weights (qf-lower-float-matmul): the streaming GEMV, one body per
     # row count 1 .. 4 (split-K over threads at K 1000), and the GEMM
-    # micro-kernel above; ragged K and N.
+    # micro-kernel above; ragged K and N; N 1029 makes groups of two tiles
+    # (the last group holds one ragged tile).
     import onnx
     from onnx import numpy_helper
-    for K, N in ((1000, 133), (96, 20)):
+    for K, N in ((1000, 133), (96, 20), (300, 1029)):
         onnx_path = os.path.join(work, f"f{K}.onnx")
         qfm_path = os.path.join(work, f"f{K}.qfm")
         run([sys.executable, os.path.join(MODELS, "linear", "make_linear.py"), onnx_path,

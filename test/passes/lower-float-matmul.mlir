@@ -1,7 +1,8 @@
 // RUN: qforge-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(qf-lower-float-matmul{parallel-min-weights=0},canonicalize,cse))' | FileCheck %s
 
 // A float linear layer (batch 1, static weights [64, 48]) becomes the GEMM micro-kernel:
-// per tile of 32 output channels (threads), the tile's weights are first copied into a
+// per group of tiles of 32 output channels (threads; one tile per group at this size),
+// per chunk of 256 input channels, each tile's weights are first copied into a
 // contiguous 256 x 32 panel with masked loads (48 = 32 + 16: the second tile's second half
 // is masked off), then 8 rows of x at a time and then one multiply it from the panel,
 // accumulating into the output like linalg. The numbers are checked end to end
@@ -15,16 +16,18 @@
 // CHECK:         scf.if %[[FEW]] {
 // CHECK-NOT:       linalg.batch_matmul
 // CHECK:         scf.parallel (%{{.+}}) = (%c0) to (%c2) step (%c1) {
-// CHECK:           vector.create_mask %{{.+}} : vector<16xi1>
 // CHECK:           %[[P:.+]] = memref.alloc() {alignment = 64 : i64} : memref<8192xf32>
 // CHECK:           scf.for %{{.+}} = %c0 to %c64 step %c1 {
-// CHECK:             vector.maskedload %[[W]][%{{.+}}], %{{.+}} : memref<3072xf32>, vector<16xi1>, vector<16xf32> into vector<16xf32>
-// CHECK:             vector.store %{{.+}}, %[[P]]
-// CHECK:           scf.for %{{.+}} = %c0 to %{{.+}} step %c8 {
-// CHECK-COUNT-16:    vector.maskedload
 // CHECK:             scf.for
-// CHECK:               vector.load %[[P]][%{{.+}}] : memref<8192xf32>, vector<16xf32>
-// CHECK-COUNT-16:      vector.fma
+// CHECK:               vector.create_mask %{{.+}} : vector<16xi1>
+// CHECK:               vector.maskedload %[[W]][%{{.+}}], %{{.+}} : memref<3072xf32>, vector<16xi1>, vector<16xf32> into vector<16xf32>
+// CHECK:               vector.store %{{.+}}, %[[P]]
+// CHECK:           scf.for
+// CHECK:             scf.for %{{.+}} = %c0 to %{{.+}} step %c8 {
+// CHECK-COUNT-16:      vector.maskedload
+// CHECK:               scf.for
+// CHECK:                 vector.load %[[P]][%{{.+}}] : memref<8192xf32>, vector<16xf32>
+// CHECK-COUNT-16:        vector.fma
 // CHECK:           memref.dealloc %[[P]]
 // CHECK-NOT:     linalg.batch_matmul
 // CHECK:         return
