@@ -11,9 +11,10 @@ What is timed, per model and per thread count (1 and all cores by default):
            cache: this is one token with an empty context); ONNX Runtime: the same;
            llama.cpp: llama-bench's tg (--decode-steps = 64 tokens with its KV cache, from an
            empty context).
-  kv       the KV-cache decode export (models/<name>/<name>-decode.onnx) where the model has
-           one: qforge times one step at cache length --kv-len (32, the mean over 64 steps
-           from empty); ONNX Runtime times --decode-steps steps from an empty cache.
+  kv       the KV-cache decode export (models/<name>/<name>-decode.onnx, decoder with past)
+           where the model has one: --decode-steps (64) tokens from a one-token prompt, each
+           step's present tensors fed back as the next step's past; qforge as generate runs
+           it (qforge-run bench --decode-tokens), ONNX Runtime in the same way.
 Engines and variants:
   qforge     float (--method none), RTN 4-bit g32, 4-bit g128, 3-bit g128 (--target cpu)
   llama.cpp  the same weights written as GGUF (f32, converted here with the peer tree's
@@ -190,6 +191,19 @@ class QForge:
         m = re.search(r"median_ms ([\d.]+)", out)
         if not m:
             raise Failed("qforge-run bench: no median_ms in its output")
+        return float(m.group(1))
+
+    def decode_rate(self, qfm, steps, iterations, threads):
+        """Tokens/s of `steps` greedy tokens with the KV cache after a one-token prompt
+        (median over `iterations` runs)."""
+        wait_for(self.run_bin, 300)
+        cmd = [self.run_bin, qfm, "bench", "--device", "cpu", "--dim", "1",
+               "--decode-tokens", str(steps), "--iterations", str(iterations),
+               "--warmup", "1"]
+        out = run(cmd + self.threads_args(threads), env=self.env(threads), timeout=6 * 3600)
+        m = re.search(r"decode_tok_s ([\d.]+)", out)
+        if not m:
+            raise Failed("qforge-run bench: no decode_tok_s in its output")
         return float(m.group(1))
 
     def logits(self, qfm, ids, d):
@@ -648,7 +662,8 @@ def time_all(qf, lc, ort, model, modules, ggufs, threads, a):
         dec = 1e3 / qf.bench_ms(entry["full"], 1, a.decode_iterations, 3, th)
         kv = None
         if entry.get("dec"):
-            kv = 1e3 / qf.bench_ms(entry["dec"], a.kv_len, a.decode_iterations, 3, th)
+            kv = qf.decode_rate(entry["dec"], a.decode_steps,
+                                max(3, a.iterations // 2), th)
         return pre, dec, kv
 
     def ort_job(th):
@@ -802,10 +817,10 @@ def report(a, qf, lc, ort, rows, notes, checks, seconds):
           "model's T = 1 forward (no KV cache, an empty context: qforge-run bench has no cache); "
           f"llama.cpp: llama-bench tg{a.decode_steps} ({a.decode_steps} tokens with its KV cache "
           "from an empty context). The decode ratios use this column.")
-    print(f"- KV-form decode: the -decode.onnx export (KV cache as inputs/outputs): qforge: one "
-          f"step at cache length {a.kv_len} (qforge-run bench --dim {a.kv_len}, the mean length "
-          f"over {a.decode_steps} steps from empty); ONNX Runtime: {a.decode_steps} steps from an "
-          "empty cache, each step's present tensors fed back as the next step's past.")
+    print(f"- KV-form decode: the -decode.onnx export (decoder with past): {a.decode_steps} "
+          "greedy tokens after a one-token prompt, each step's present tensors fed back as the "
+          "next step's past; qforge: `qforge-run bench --dim 1 --decode-tokens "
+          f"{a.decode_steps}` (as generate runs it); ONNX Runtime: the same steps.")
     print("- Ratios: this row's tokens/s over the peer's at the same thread count (> 1: faster "
           "than the peer).")
     print("- weights MiB: qforge: `qforge-run info` weight bytes (codes, scales, zero points); "
@@ -827,8 +842,6 @@ def main():
                     help="comma list of thread counts (default 1,all cores)")
     ap.add_argument("--prefill", type=int, default=256, help="prefill tokens (default 256)")
     ap.add_argument("--decode-steps", type=int, default=64, help="decode tokens (default 64)")
-    ap.add_argument("--kv-len", type=int, default=32,
-                    help="cache length of the timed qforge KV-form step (default 32)")
     ap.add_argument("--iterations", type=int, default=5, help="timed prefill calls (default 5)")
     ap.add_argument("--decode-iterations", type=int, default=100,
                     help="timed T = 1 / KV-step calls (default 100)")

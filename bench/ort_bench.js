@@ -9,9 +9,9 @@
 // warm-up):
 //   prefill_ms   one forward of the full-sequence model at T = --prefill
 //   t1_ms        one forward of the full-sequence model at T = 1 (no cache)
-//   decode_ms    --decode-steps steps of the KV-cache decode model from an empty cache (the
-//                presents of one step are the pasts of the next), per run; only with
-//                --decode-model
+//   decode_ms    --decode-steps steps of the KV-cache decode model (decoder with past,
+//                Hugging Face names) from an empty cache (the presents of one step are the
+//                pasts of the next), per run; only with --decode-model
 // Inputs are byte 0x20 everywhere (the values do not change the time).
 'use strict';
 
@@ -76,7 +76,7 @@ async function main() {
 
   if (a.decodeModel) {
     const dec = await ort.InferenceSession.create(a.decodeModel, options);
-    const pastNames = dec.inputNames.filter((n) => n.startsWith('past_'));
+    const pastNames = dec.inputNames.filter((n) => n.startsWith('past_key_values.'));
     const shapes = {};
     for (const meta of dec.inputMetadata || []) shapes[meta.name] = meta.shape;
     let heads, headDim;
@@ -90,9 +90,10 @@ async function main() {
       for (const n of pastNames) feeds[n] = new ort.Tensor('float32', new Float32Array(0), [1, heads, 0, headDim]);
       for (let p = 0; p < a.decodeSteps; ++p) {
         feeds.input_ids = ids(1);
-        feeds.position = new ort.Tensor('int64', BigInt64Array.from([BigInt(p)]), [1]);
+        feeds.attention_mask = new ort.Tensor('int64', new BigInt64Array(p + 1).fill(1n), [1, p + 1]);
+        feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from([BigInt(p)]), [1, 1]);
         const r = await dec.run(feeds);
-        for (const n of pastNames) feeds[n] = r[n.replace('past_', 'present_')];
+        for (const n of pastNames) feeds[n] = r[n.replace('past_key_values.', 'present.')];
       }
     };
     out.decode_steps = a.decodeSteps;

@@ -5,12 +5,14 @@ write reference data next to them.
 For each model name (llama, gpt2), from models/<name>/model.pt:
   models/<name>/<name>.onnx         input_ids int64 [1, T] (T dynamic, T <= 512)
                                     -> logits float32 [1, T, 256]
-  models/<name>/<name>-decode.onnx  one decode step with a KV cache:
-                                    input_ids int64 [1, 1], position int64 [1] (the index of
-                                    this byte = P), past_key_<i>, past_value_<i> float32
-                                    [1, heads, P, head_dim] for each layer i (P dynamic)
-                                    -> logits [1, 1, 256], present_key_<i>, present_value_<i>
-                                    [1, heads, P + 1, head_dim]
+  models/<name>/<name>-decode.onnx  S new tokens after P cached ones, in Hugging Face /
+                                    optimum's decoder-with-past convention: input_ids int64
+                                    [1, S], attention_mask int64 [1, P + S] (1 per real
+                                    token), position_ids int64 [1, S],
+                                    past_key_values.<i>.key / .value float32
+                                    [1, heads, P, head_dim] for each layer i (S and P
+                                    dynamic, P may be 0) -> logits [1, S, 256],
+                                    present.<i>.key / .value [1, heads, P + S, head_dim]
   models/<name>/ref_input_ids.npy   int64 [1, 64]: bytes 0..63 of models/data/val.txt
   models/<name>/ref_logits.npy      float32 [1, 64, 256]: torch logits for it
   models/<name>/ref_perplexity.json
@@ -18,15 +20,18 @@ For each model name (llama, gpt2), from models/<name>/model.pt:
                                     PPL_PREFIX bytes, and all of it) with qforge-run
                                     perplexity's windowing (see perplexity_ref)
   models/<name>/decode_ref/<onnx name>.npy
-                                    one decode step: the cache holds bytes 0..62 of the same
-                                    window (P = 63), input_ids is byte 63, position 63; its
-                                    logits equal ref_logits[:, 63:64] up to rounding.
+                                    one call of the decode form: the cache holds bytes 0..59
+                                    of the same window (P = 60, filled by a prefill call with
+                                    P = 0), input_ids are bytes 60..63 (S = 4); its logits
+                                    equal ref_logits[:, 60:64] up to rounding.
 Weights are initializers inside each file. Then each export is checked against torch: with
 onnx.reference.ReferenceEvaluator when this onnx has it (>= 1.13), else with the numpy
 evaluator in models/onnx_eval.py; the check fails unless
 max |onnx - torch| <= 1e-4 * max |torch| for every output.
 
-Usage: /usr/bin/python3 models/export_lm.py [llama] [gpt2] [--no-check]
+Usage: /usr/bin/python3 models/export_lm.py [llama] [gpt2] [--no-check] [--decode-only]
+  --decode-only rewrites only the decode form and decode_ref/, taking the weights from
+  models/<name>/<name>.onnx when model.pt is absent.
        /usr/bin/python3 models/export_lm.py --synthetic DIR [--d-model 2048] [--layers 8]
                         [--heads N] [--d-ff N] [--seed 0]
   --synthetic exports a random-weight llama of that size (full-sequence form only, weights
@@ -70,10 +75,28 @@ class Decode(torch.nn.Module):
         super().__init__()
         self.m = m
 
-    def forward(self, input_ids, position, *past_flat):
+    def forward(self, input_ids, attention_mask, position_ids, *past_flat):
         past = [(past_flat[2 * i], past_flat[2 * i + 1]) for i in range(len(past_flat) // 2)]
-        logits, present = self.m.step(input_ids, position, past)
+        logits, present = self.m.cached(input_ids, attention_mask, position_ids, past)
         return (logits,) + tuple(t for kv in present for t in kv)
+
+
+def decode_names(layers):
+    """The decode form's inputs and outputs, as Hugging Face / optimum name them."""
+    past = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    present = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    return ["input_ids", "attention_mask", "position_ids"] + past, ["logits"] + present
+
+
+def decode_feeds(ids, past):
+    """Inputs of one call of the decode form: ids [1, S] after the cache `past`."""
+    P, S = past[0][0].shape[2], ids.shape[1]
+    feeds = {"input_ids": ids, "attention_mask": torch.ones(1, P + S, dtype=torch.int64),
+             "position_ids": torch.arange(P, P + S, dtype=torch.int64)[None, :]}
+    for i, (k, v) in enumerate(past):
+        feeds[f"past_key_values.{i}.key"] = k
+        feeds[f"past_key_values.{i}.value"] = v
+    return feeds
 
 
 def rename_initializers(path, module):
@@ -194,9 +217,16 @@ def write_perplexity_ref(m, d):
         fh.write("\n")
 
 
-def export_one(name, check, root=HERE):
+def export_one(name, check, root=HERE, decode_only=False):
     d = os.path.join(root, name)
-    m, ck = train_lm.load(name, os.path.join(d, "model.pt"))
+    full_path = os.path.join(d, f"{name}.onnx")
+    pt = os.path.join(d, "model.pt")
+    if os.path.exists(pt):
+        m, _ = train_lm.load(name, pt)
+    elif decode_only:
+        m = train_lm.load_onnx(name, full_path)
+    else:
+        sys.exit(f"{pt} not found (train it, or use --decode-only)")
     c = m.c
     H, hd, L = c["n_heads"], c["d_model"] // c["n_heads"], c["n_layers"]
     with open(os.path.join(train_lm.DATA, "val.txt"), "rb") as fh:
@@ -204,56 +234,62 @@ def export_one(name, check, root=HERE):
     ids = torch.from_numpy(window.copy())
 
     # Full form.
-    full_path = os.path.join(d, f"{name}.onnx")
     with torch.no_grad():
-        export(Full(m), (ids,), full_path, ["input_ids"], ["logits"],
-               {"input_ids": {1: "T"}, "logits": {1: "T"}})
+        if not decode_only:
+            export(Full(m), (ids,), full_path, ["input_ids"], ["logits"],
+                   {"input_ids": {1: "T"}, "logits": {1: "T"}})
         ref_logits = m(ids).float().numpy()
-    np.save(os.path.join(d, "ref_input_ids.npy"), window)
-    np.save(os.path.join(d, "ref_logits.npy"), ref_logits)
+        if not decode_only:
+            np.save(os.path.join(d, "ref_input_ids.npy"), window)
+            np.save(os.path.join(d, "ref_logits.npy"), ref_logits)
 
-    # Decode form.
+    # Decode form (decoder with past).
     dec_path = os.path.join(d, f"{name}-decode.onnx")
-    past_names = [f"past_{kv}_{i}" for i in range(L) for kv in ("key", "value")]
-    present_names = [f"present_{kv}_{i}" for i in range(L) for kv in ("key", "value")]
-    in_names = ["input_ids", "position"] + past_names
-    out_names = ["logits"] + present_names
-    dyn = {n: {2: "P"} for n in past_names}
-    dyn.update({n: {2: "P_next"} for n in present_names})
+    in_names, out_names = decode_names(L)
+    dyn = {"input_ids": {1: "sequence_length"}, "position_ids": {1: "sequence_length"},
+           "attention_mask": {1: "total_sequence_length"}, "logits": {1: "sequence_length"}}
+    dyn.update({n: {2: "past_sequence_length"} for n in in_names[3:]})
+    dyn.update({n: {2: "total_sequence_length"} for n in out_names[1:]})
+    split = REF_LEN - 4
     with torch.no_grad():
-        # Dummy arguments for tracing: a cache of 5 positions.
+        # Tracing arguments: 3 new tokens after a cache of 5 (neither may be 1, so that
+        # both stay dynamic).
         g = torch.Generator().manual_seed(0)
-        dummy_past = [torch.randn(1, H, 5, hd, generator=g) for _ in past_names]
-        export(Decode(m), (ids[:, :1], torch.tensor([5]), *dummy_past), dec_path, in_names,
-               out_names, dyn)
-        # Reference step: build the cache of bytes 0..62 one step at a time, then step 63.
-        past = [(torch.zeros(1, H, 0, hd), torch.zeros(1, H, 0, hd)) for _ in range(L)]
-        for t in range(REF_LEN - 1):
-            _, past = m.step(ids[:, t:t + 1], torch.tensor([t]), past)
-        feeds = {"input_ids": ids[:, REF_LEN - 1:].numpy().copy(),
-                 "position": np.array([REF_LEN - 1], dtype=np.int64)}
-        for i, (k, v) in enumerate(past):
-            feeds[f"past_key_{i}"] = k.numpy().copy()
-            feeds[f"past_value_{i}"] = v.numpy().copy()
-        outs = Decode(m)(*[torch.from_numpy(feeds[n]) for n in in_names])
+        dummy_past = [(torch.randn(1, H, 5, hd, generator=g), torch.randn(1, H, 5, hd, generator=g))
+                      for _ in range(L)]
+        dummy = decode_feeds(ids[:, :3], dummy_past)
+        export(Decode(m), tuple(dummy[n] for n in in_names), dec_path, in_names, out_names, dyn)
+        # Reference: a prefill call over bytes 0..split-1 from an empty cache, then one
+        # call over bytes split..63.
+        empty = [(torch.zeros(1, H, 0, hd), torch.zeros(1, H, 0, hd)) for _ in range(L)]
+        pre = decode_feeds(ids[:, :split], empty)
+        _, past = m.cached(pre["input_ids"], pre["attention_mask"], pre["position_ids"], empty)
+        feeds = decode_feeds(ids[:, split:], past)
+        outs = Decode(m)(*[feeds[n] for n in in_names])
+        feeds = {n: t.numpy().copy() for n, t in feeds.items()}
         dec_ref = {n: t.float().numpy() for n, t in zip(out_names, outs)}
-    step_vs_full = float(np.abs(dec_ref["logits"][0, 0] - ref_logits[0, -1]).max())
-    assert step_vs_full < 1e-4, f"decode step differs from the full model: {step_vs_full}"
+    step_vs_full = float(np.abs(dec_ref["logits"][0] - ref_logits[0, split:]).max())
+    assert step_vs_full < 1e-4, f"decode form differs from the full model: {step_vs_full}"
     rd = os.path.join(d, "decode_ref")
+    if os.path.isdir(rd):
+        for f in os.listdir(rd):
+            os.remove(os.path.join(rd, f))
     os.makedirs(rd, exist_ok=True)
     for n, a in list(feeds.items()) + list(dec_ref.items()):
         np.save(os.path.join(rd, n + ".npy"), a)
 
-    for p in (full_path, dec_path):
+    for p in ([] if decode_only else [full_path]) + [dec_path]:
         size = os.path.getsize(p)
         print(f"{p}: {size} bytes ({size / 2**20:.2f} MiB)")
         assert size < 16 * 10 ** 6, f"{p} is over 16 MB"
         print("  ops: " + ", ".join(f"{op} {n}" for op, n in op_counts(p)))
-    print(f"  decode step logits vs full logits at position {REF_LEN - 1}: "
+    print(f"  decode form logits vs full logits at positions {split}..{REF_LEN - 1}: "
           f"max|diff| = {step_vs_full:.2e}")
-    write_perplexity_ref(m, d)
+    if not decode_only:
+        write_perplexity_ref(m, d)
     if check:
-        compare(full_path, {"input_ids": window}, {"logits": ref_logits})
+        if not decode_only:
+            compare(full_path, {"input_ids": window}, {"logits": ref_logits})
         compare(dec_path, feeds, dec_ref)
 
 
@@ -337,6 +373,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", default=["llama", "gpt2"])
     ap.add_argument("--no-check", action="store_true", help="skip the ONNX-vs-torch check")
+    ap.add_argument("--decode-only", action="store_true", help="rewrite only the decode form "
+                    "and decode_ref/ (weights from <name>.onnx when model.pt is absent)")
     ap.add_argument("--root", default=HERE, help="directory holding <name>/model.pt, where the "
                     "exports are written (default: models/)")
     ap.add_argument("--synthetic", metavar="DIR", help="instead: export a random-weight llama "
@@ -354,7 +392,7 @@ def main():
                                                           args.heads, args.d_ff), args.seed)
         return
     for name in args.names:
-        export_one(name, not args.no_check, args.root)
+        export_one(name, not args.no_check, args.root, args.decode_only)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,14 @@ def run(model, feeds):
             out = -x[0]
         elif op == "Not":
             out = np.logical_not(x[0])
+        elif op in ("Greater", "Less", "Equal", "Or", "And"):
+            f = {"Greater": np.greater, "Less": np.less, "Equal": np.equal,
+                 "Or": np.logical_or, "And": np.logical_and}[op]
+            out = f(x[0], x[1])
+        elif op == "CumSum":
+            if a.get("exclusive", 0) or a.get("reverse", 0):
+                raise NotImplementedError(f"onnx_eval: node '{node.name}': CumSum mode")
+            out = np.cumsum(x[0], axis=int(x[1])).astype(x[0].dtype)
         elif op == "Sqrt":
             out = np.sqrt(x[0])
         elif op == "Tanh":

@@ -63,6 +63,16 @@ def future_mask(n):
     return torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
 
 
+def cache_mask(attention_mask, position_ids, key_positions):
+    """bool [S, P+S], True where attention is forbidden, for S new tokens at position_ids
+    [1, S] after P cached ones: a query sees the keys at or before its own position whose
+    attention_mask [1, P+S] is 1. key_positions is the constant arange(max_pos), sliced to
+    P+S here (a slice of a constant keeps the export free of Range and CumSum)."""
+    n = attention_mask.shape[1]
+    keys = key_positions[:n]
+    return (keys[None, :] > position_ids[0][:, None]) | (attention_mask[0] == 0)[None, :]
+
+
 class RMSNorm(nn.Module):
     def __init__(self, d, eps):
         super().__init__()
@@ -136,6 +146,7 @@ class Llama(nn.Module):
         self.register_buffer("rope_cos", ang.cos().float(), persistent=False)
         self.register_buffer("rope_sin", ang.sin().float(), persistent=False)
         self.register_buffer("mask", future_mask(c["max_pos"]), persistent=False)
+        self.register_buffer("key_positions", torch.arange(c["max_pos"]), persistent=False)
         for n, p in self.named_parameters():
             if p.dim() == 2:
                 std = 0.02 / math.sqrt(2 * c["n_layers"]) if n.endswith(("o.weight", "down.weight")) else 0.02
@@ -155,6 +166,18 @@ class Llama(nn.Module):
         present = []
         for layer, kv in zip(self.layers, past):
             x, kv = layer(x, cos, sin, None, kv)
+            present.append(kv)
+        return self.head(self.norm(x)), present
+
+    def cached(self, ids, attention_mask, position_ids, past):
+        """S new tokens after P cached ones (Hugging Face's decoder-with-past form)."""
+        x = self.embed(ids)
+        pos = position_ids[0]
+        cos, sin = self.rope_cos[pos], self.rope_sin[pos]  # [S, hd]
+        mask = cache_mask(attention_mask, position_ids, self.key_positions)
+        present = []
+        for layer, kv in zip(self.layers, past):
+            x, kv = layer(x, cos, sin, mask, kv)
             present.append(kv)
         return self.head(self.norm(x)), present
 
@@ -197,6 +220,7 @@ class GPT2(nn.Module):
         self.layers = nn.ModuleList([GPT2Block(c) for _ in range(c["n_layers"])])
         self.ln_f = nn.LayerNorm(d, eps=c["norm_eps"])
         self.register_buffer("mask", future_mask(c["max_pos"]), persistent=False)
+        self.register_buffer("key_positions", torch.arange(c["max_pos"]), persistent=False)
         for n, p in self.named_parameters():
             if p.dim() == 2:
                 std = 0.02 / math.sqrt(2 * c["n_layers"]) if n.endswith(("proj.weight", "fc_out.weight")) else 0.02
@@ -223,6 +247,16 @@ class GPT2(nn.Module):
             present.append(kv)
         return self.logits(x), present
 
+    def cached(self, ids, attention_mask, position_ids, past):
+        """S new tokens after P cached ones (Hugging Face's decoder-with-past form)."""
+        x = self.wte(ids) + self.wpe(position_ids[0])
+        mask = cache_mask(attention_mask, position_ids, self.key_positions)
+        present = []
+        for layer, kv in zip(self.layers, past):
+            x, kv = layer(x, mask, kv)
+            present.append(kv)
+        return self.logits(x), present
+
 
 def build(name_or_config):
     c = CONFIGS[name_or_config] if isinstance(name_or_config, str) else name_or_config
@@ -236,6 +270,30 @@ def load(name, path=None):
     m.load_state_dict(ck["model"])
     m.eval()
     return m, ck
+
+
+def load_onnx(name, path):
+    """The model whose weights are the initializers of its full-sequence export (names as
+    export_lm.rename_initializers gives them; "<parameter>.T" is stored transposed), for
+    re-exporting when the checkpoint is not at hand."""
+    import onnx
+    import onnx.numpy_helper
+    m = build(name)
+    want = m.state_dict()
+    state = {}
+    for init in onnx.load(path).graph.initializer:
+        a = torch.from_numpy(onnx.numpy_helper.to_array(init).copy())
+        n = init.name
+        if n in want:
+            state[n] = a
+        elif n.endswith(".T") and n[:-2] in want and n[:-2] not in state:
+            state[n[:-2]] = a.T.contiguous()
+    missing = sorted(set(want) - set(state))
+    if missing:
+        raise SystemExit(f"{path}: no initializer for {', '.join(missing)}")
+    m.load_state_dict(state)
+    m.eval()
+    return m
 
 
 def n_params(m):

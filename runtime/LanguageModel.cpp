@@ -8,12 +8,30 @@
 #include "qforge/Runtime/LanguageModel.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <random>
 
 using namespace qforge;
 using namespace qforge::rt;
+
+/// Layer i of "past_key_values.<i>.<kind>" (kind "key" or "value"), or -1.
+static int64_t pastLayer(const std::string &name, std::string &kind) {
+  const std::string prefix = "past_key_values.";
+  if (name.compare(0, prefix.size(), prefix) != 0)
+    return -1;
+  size_t dot = name.find('.', prefix.size());
+  if (dot == std::string::npos || dot == prefix.size())
+    return -1;
+  std::string layer = name.substr(prefix.size(), dot - prefix.size());
+  kind = name.substr(dot + 1);
+  if (layer.find_first_not_of("0123456789") != std::string::npos ||
+      (kind != "key" && kind != "value") || layer.size() > 6)
+    return -1;
+  return std::stoll(layer);
+}
 
 std::unique_ptr<LanguageModel> LanguageModel::create(Session &session,
                                                      std::string &err) {
@@ -27,9 +45,9 @@ std::unique_ptr<LanguageModel> LanguageModel::create(Session &session,
   for (const qfm::ArgInfo *a : outs)
     if (a->name == "logits" || outs.size() == 1)
       logits = a;
-  if (ins.size() != 1 || !ids || ids->shape.size() != 2 || ids->shape[0] != 1 ||
+  if (!ids || ids->shape.size() != 2 || ids->shape[0] != 1 ||
       (ids->dtype != qfm::DType::I64 && ids->dtype != qfm::DType::I32)) {
-    err = "not a language model: expects one input 'input_ids' of int64 or "
+    err = "not a language model: expects an input 'input_ids' of int64 or "
           "int32 [1, T]";
     return nullptr;
   }
@@ -44,7 +62,143 @@ std::unique_ptr<LanguageModel> LanguageModel::create(Session &session,
   lm->idType = ids->dtype;
   lm->fixedLength = ids->shape[1] > 0 ? ids->shape[1] : 0;
   lm->vocab = logits->shape[2];
+
+  // Every other input must be part of the decoder-with-past form.
+  auto isIndexType = [](qfm::DType t) {
+    return t == qfm::DType::I64 || t == qfm::DType::I32;
+  };
+  std::map<int64_t, std::pair<const qfm::ArgInfo *, const qfm::ArgInfo *>>
+      layers;
+  for (const qfm::ArgInfo *a : ins) {
+    if (a == ids)
+      continue;
+    std::string kind;
+    int64_t layer = pastLayer(a->name, kind);
+    bool ok;
+    if (a->name == "attention_mask") {
+      ok = isIndexType(a->dtype) && a->shape.size() == 2;
+      lm->maskName = a->name;
+      lm->maskType = a->dtype;
+    } else if (a->name == "position_ids") {
+      ok = isIndexType(a->dtype) && a->shape.size() == 2;
+      lm->positionName = a->name;
+      lm->positionType = a->dtype;
+    } else if (layer >= 0) {
+      ok = a->dtype == qfm::DType::F32 && a->shape.size() == 4 &&
+           a->shape[1] > 0 && a->shape[2] < 0 && a->shape[3] > 0;
+      (kind == "key" ? layers[layer].first : layers[layer].second) = a;
+    } else {
+      err = "not a language model: unexpected input '" + a->name +
+            "' (expected input_ids, attention_mask, position_ids and "
+            "past_key_values.<i>.key/value)";
+      return nullptr;
+    }
+    if (!ok) {
+      err = "input '" + a->name + "' has type " + qfm::dtypeName(a->dtype) +
+            " " + qfm::formatShape(a->shape) +
+            "; a decoder with past takes int64 [1, N] masks and positions and "
+            "f32 [1, heads, P, head_dim] caches (P dynamic)";
+      return nullptr;
+    }
+  }
+  for (auto &[layer, kv] : layers) {
+    for (const qfm::ArgInfo *past : {kv.first, kv.second}) {
+      std::string kind = past == kv.first ? "key" : "value";
+      std::string pastName =
+                      "past_key_values." + std::to_string(layer) + "." + kind,
+                  presentName = "present." + std::to_string(layer) + "." + kind;
+      if (!past) {
+        err = "input '" + pastName +
+              "' is missing (the module has the other "
+              "half of layer " +
+              std::to_string(layer) + "'s cache)";
+        return nullptr;
+      }
+      const qfm::ArgInfo *present = m.findArg(presentName);
+      if (!present || present->role != qfm::ArgRole::Output ||
+          present->dtype != qfm::DType::F32 || present->shape.size() != 4) {
+        err = "the module takes '" + pastName + "' but has no f32 output '" +
+              presentName + "'";
+        return nullptr;
+      }
+      lm->cacheInputs.emplace_back(pastName, presentName);
+      lm->cacheShapes.push_back(past->shape);
+    }
+  }
+  if (lm->hasCache() && lm->fixedLength) {
+    err = "a decoder with past needs a dynamic sequence length (input_ids is " +
+          qfm::formatShape(ids->shape) + ")";
+    return nullptr;
+  }
   return lm;
+}
+
+HostTensor LanguageModel::idTensor(const std::vector<int64_t> &tokens,
+                                   int64_t length, int64_t offset) const {
+  HostTensor ids(idType, {1, length});
+  for (int64_t i = 0; i < length; ++i) {
+    int64_t t = i < int64_t(tokens.size()) ? tokens[i] + offset : 0;
+    if (idType == qfm::DType::I64)
+      ids.dataAs<int64_t>()[i] = t;
+    else
+      ids.dataAs<int32_t>()[i] = static_cast<int32_t>(t);
+  }
+  return ids;
+}
+
+/// Fills an int64 or int32 [1, n] tensor with first, first + step, ...
+static void fillIndices(HostTensor &t, qfm::DType type, int64_t n,
+                        int64_t first, int64_t step) {
+  t.reshape(type, {1, n});
+  for (int64_t i = 0; i < n; ++i) {
+    if (type == qfm::DType::I64)
+      t.dataAs<int64_t>()[i] = first + i * step;
+    else
+      t.dataAs<int32_t>()[i] = static_cast<int32_t>(first + i * step);
+  }
+}
+
+void LanguageModel::clearCache() {
+  for (size_t c = 0; c < cacheInputs.size(); ++c) {
+    std::vector<int64_t> shape = cacheShapes[c];
+    shape[2] = 0;
+    feed[cacheInputs[c].first].reshape(qfm::DType::F32, shape);
+  }
+  cached = 0;
+}
+
+bool LanguageModel::cachedCall(const std::vector<int64_t> &tokens,
+                               std::vector<float> &out, std::string &err) {
+  int64_t n = static_cast<int64_t>(tokens.size());
+  feed[inputName] = idTensor(tokens, n);
+  if (!maskName.empty())
+    fillIndices(feed[maskName], maskType, cached + n, 1, 0);
+  if (!positionName.empty())
+    fillIndices(feed[positionName], positionType, n, cached, 1);
+  if (!session.run(feed, fetched, err))
+    return false;
+  const HostTensor &l = fetched.at(outputName);
+  if (l.numElements() != n * vocab) {
+    err = "logits came back as " + l.typeString() + " for " +
+          std::to_string(n) + " tokens";
+    return false;
+  }
+  const float *data = l.dataAs<float>();
+  out.assign(data, data + n * vocab);
+  // Each present becomes the next call's past; the old past's buffer takes
+  // the next present.
+  for (size_t c = 0; c < cacheInputs.size(); ++c) {
+    HostTensor &present = fetched.at(cacheInputs[c].second);
+    if (present.shape.size() != 4 || present.shape[2] != cached + n) {
+      err = "output '" + cacheInputs[c].second + "' came back as " +
+            present.typeString() + " after " + std::to_string(cached) +
+            " cached and " + std::to_string(n) + " new tokens";
+      return false;
+    }
+    std::swap(feed[cacheInputs[c].first], present);
+  }
+  cached += n;
+  return true;
 }
 
 bool LanguageModel::logits(const std::vector<int64_t> &tokens,
@@ -56,16 +210,12 @@ bool LanguageModel::logits(const std::vector<int64_t> &tokens,
           std::to_string(n);
     return false;
   }
-  HostTensor ids(idType, {1, length});
-  for (int64_t i = 0; i < length; ++i) {
-    int64_t t = i < n ? tokens[i] : 0;
-    if (idType == qfm::DType::I64)
-      ids.dataAs<int64_t>()[i] = t;
-    else
-      ids.dataAs<int32_t>()[i] = static_cast<int32_t>(t);
+  if (hasCache()) {
+    clearCache();
+    return cachedCall(tokens, out, err);
   }
   TensorMap inputs, outputs;
-  inputs.emplace(inputName, std::move(ids));
+  inputs.emplace(inputName, idTensor(tokens, length));
   if (!session.run(inputs, outputs, err))
     return false;
   const HostTensor &l = outputs.at(outputName);
@@ -134,36 +284,81 @@ bool LanguageModel::perplexity(
 bool LanguageModel::generate(std::vector<int64_t> &tokens, int64_t count,
                              int64_t window, double temperature, int64_t topK,
                              uint64_t seed, std::string &err,
-                             const std::function<void(int64_t)> &onToken) {
+                             const std::function<void(int64_t)> &onToken,
+                             bool useCache, Stats *stats) {
   if (fixedLength)
     window = fixedLength;
   if (tokens.empty()) {
     err = "generation needs a prompt of at least one token";
     return false;
   }
+  if (window < 1) {
+    err = "the window must hold at least 1 token";
+    return false;
+  }
   std::mt19937_64 rng(seed);
-  std::vector<float> l;
-  for (int64_t step = 0; step < count; ++step) {
-    size_t first = tokens.size() > size_t(window) ? tokens.size() - window : 0;
-    std::vector<int64_t> context(tokens.begin() + first, tokens.end());
-    if (!logits(context, l, err))
-      return false;
-    const float *row = l.data() + (context.size() - 1) * vocab;
-    int64_t next;
-    if (temperature <= 0) {
-      next = std::max_element(row, row + vocab) - row;
-    } else {
-      std::vector<int64_t> order(vocab);
-      std::iota(order.begin(), order.end(), 0);
-      int64_t keep = topK > 0 ? std::min(topK, vocab) : vocab;
-      std::partial_sort(order.begin(), order.begin() + keep, order.end(),
-                        [&](int64_t a, int64_t b) { return row[a] > row[b]; });
-      std::vector<double> weights(keep);
-      for (int64_t i = 0; i < keep; ++i)
-        weights[i] = std::exp((row[order[i]] - row[order[0]]) / temperature);
-      std::discrete_distribution<int64_t> pick(weights.begin(), weights.end());
-      next = order[pick(rng)];
+  auto pick = [&](const float *row) -> int64_t {
+    if (temperature <= 0)
+      return std::max_element(row, row + vocab) - row;
+    std::vector<int64_t> order(vocab);
+    std::iota(order.begin(), order.end(), 0);
+    int64_t keep = topK > 0 ? std::min(topK, vocab) : vocab;
+    std::partial_sort(order.begin(), order.begin() + keep, order.end(),
+                      [&](int64_t a, int64_t b) { return row[a] > row[b]; });
+    std::vector<double> weights(keep);
+    for (int64_t i = 0; i < keep; ++i)
+      weights[i] = std::exp((row[order[i]] - row[order[0]]) / temperature);
+    std::discrete_distribution<int64_t> choose(weights.begin(), weights.end());
+    return order[choose(rng)];
+  };
+  // The last `keep` tokens as one call (a prefill).
+  auto last = [&](size_t keep) {
+    keep = std::min(keep, tokens.size());
+    return std::vector<int64_t>(tokens.end() - keep, tokens.end());
+  };
+  bool cache = hasCache() && useCache;
+  if (cache) {
+    // Room for a full window in both sets of cache buffers, so that no call
+    // reallocates.
+    for (size_t c = 0; c < cacheInputs.size(); ++c) {
+      const std::vector<int64_t> &shape = cacheShapes[c];
+      size_t bytes = size_t(shape[1]) * size_t(window) * size_t(shape[3]) * 4;
+      feed[cacheInputs[c].first].buffer.reserve(bytes);
+      fetched[cacheInputs[c].second].buffer.reserve(bytes);
     }
+  }
+  std::vector<float> l;
+  bool prefill = true;
+  for (int64_t step = 0; step < count; ++step) {
+    auto start = std::chrono::steady_clock::now();
+    std::vector<int64_t> call;
+    bool ok;
+    if (!cache) {
+      call = last(size_t(window));
+      ok = logits(call, l, err);
+    } else if (prefill || cached + 1 > window) {
+      // The first call, or the cache is full: start again from the last
+      // tokens (half a window after the first time).
+      call = last(size_t(prefill ? window : std::max<int64_t>(1, window / 2)));
+      clearCache();
+      ok = cachedCall(call, l, err);
+    } else {
+      call = {tokens.back()};
+      ok = cachedCall(call, l, err);
+    }
+    if (!ok)
+      return false;
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    if (stats) {
+      // A decode step makes one token, even when it recomputes a window.
+      (prefill ? stats->prefillTokens : stats->decodeTokens) +=
+          prefill ? int64_t(call.size()) : 1;
+      (prefill ? stats->prefillSeconds : stats->decodeSeconds) += seconds;
+    }
+    prefill = false;
+    int64_t next = pick(l.data() + (call.size() - 1) * vocab);
     tokens.push_back(next);
     if (onToken)
       onToken(next);

@@ -403,7 +403,9 @@ bool rt::collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
                         const std::function<void(void *)> &release,
                         std::string &err) {
   std::vector<const ArgInfo *> outs = manifest.argsWithRole(ArgRole::Output);
-  outputs.clear();
+  // Tensors already in `outputs` keep their buffers (a caller that runs a
+  // module step after step, such as a KV cache, allocates nothing new).
+  outputs.resize(outs.size());
   std::vector<void *> toRelease;
   bool ok = true;
   for (size_t k = 0; k < outs.size(); ++k) {
@@ -422,8 +424,8 @@ bool rt::collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
       }
     }
     if (ok) {
-      outputs.emplace_back(a.dtype, r.shape);
-      HostTensor &t = outputs.back();
+      HostTensor &t = outputs[k];
+      t.reshape(a.dtype, r.shape);
       if (t.byteSize())
         ok = copy(t.data(), r.data, t.byteSize(), err);
     }
@@ -890,7 +892,15 @@ bool Session::run(const TensorMap &inputs, TensorMap &outputs,
     inputList.push_back(&t);
   }
 
-  std::vector<HostTensor> outputList;
+  // The buffers of `outputs` (from an earlier call) are reused.
+  std::vector<const ArgInfo *> outs = m.argsWithRole(ArgRole::Output);
+  std::vector<HostTensor> outputList(outs.size());
+  for (size_t k = 0; k < outs.size(); ++k) {
+    auto it = outputs.find(outs[k]->name);
+    if (it != outputs.end())
+      outputList[k] = std::move(it->second);
+  }
+  outputs.clear();
   try {
     if (!backend->run(inputList, outputList, err))
       return false;
@@ -898,11 +908,8 @@ bool Session::run(const TensorMap &inputs, TensorMap &outputs,
     err = std::string("run failed: ") + e.what();
     return false;
   }
-  TensorMap results;
-  std::vector<const ArgInfo *> outs = m.argsWithRole(ArgRole::Output);
   for (size_t k = 0; k < outs.size(); ++k)
-    results[outs[k]->name] = std::move(outputList.at(k));
-  outputs = std::move(results);
+    outputs[outs[k]->name] = std::move(outputList.at(k));
   return true;
 }
 

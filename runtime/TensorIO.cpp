@@ -33,6 +33,22 @@ AlignedBuffer::AlignedBuffer(size_t size) : bytes(size) {
   if (!ptr)
     throw std::bad_alloc();
   std::memset(ptr, 0, rounded);
+  reserved = rounded;
+}
+
+void AlignedBuffer::resize(size_t size) {
+  reserve(size);
+  bytes = size;
+}
+
+void AlignedBuffer::reserve(size_t size) {
+  if (size <= reserved)
+    return;
+  AlignedBuffer bigger(size);
+  if (bytes)
+    std::memcpy(bigger.ptr, ptr, bytes);
+  bigger.bytes = bytes;
+  *this = std::move(bigger);
 }
 
 AlignedBuffer::AlignedBuffer(const AlignedBuffer &other)
@@ -42,9 +58,10 @@ AlignedBuffer::AlignedBuffer(const AlignedBuffer &other)
 }
 
 AlignedBuffer::AlignedBuffer(AlignedBuffer &&other) noexcept
-    : ptr(other.ptr), bytes(other.bytes) {
+    : ptr(other.ptr), bytes(other.bytes), reserved(other.reserved) {
   other.ptr = nullptr;
   other.bytes = 0;
+  other.reserved = 0;
 }
 
 AlignedBuffer &AlignedBuffer::operator=(const AlignedBuffer &other) {
@@ -58,8 +75,10 @@ AlignedBuffer &AlignedBuffer::operator=(AlignedBuffer &&other) noexcept {
     std::free(ptr);
     ptr = other.ptr;
     bytes = other.bytes;
+    reserved = other.reserved;
     other.ptr = nullptr;
     other.bytes = 0;
+    other.reserved = 0;
   }
   return *this;
 }
@@ -75,6 +94,13 @@ HostTensor::HostTensor(DType dtype, std::vector<int64_t> shape)
     : dtype(dtype), shape(std::move(shape)),
       buffer(static_cast<size_t>(qfm::numElements(this->shape)) *
              qfm::dtypeSize(dtype)) {}
+
+void HostTensor::reshape(DType newType, std::vector<int64_t> newShape) {
+  dtype = newType;
+  shape = std::move(newShape);
+  buffer.resize(static_cast<size_t>(qfm::numElements(shape)) *
+                qfm::dtypeSize(dtype));
+}
 
 std::string HostTensor::typeString() const {
   return std::string(qfm::dtypeName(dtype)) + " " + qfm::formatShape(shape);

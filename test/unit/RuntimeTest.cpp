@@ -481,6 +481,32 @@ void expectSame(const HostTensor &a, const HostTensor &b) {
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.byteSize()), 0);
 }
 
+TEST(HostTensorTest, ReshapeReusesTheBuffer) {
+  // A KV cache grows by one token a call: within the reserved capacity the
+  // buffer stays where it is, and reserve keeps the contents.
+  HostTensor t = patterned(DType::F32, {1, 2, 3, 4});
+  std::vector<uint8_t> before(static_cast<uint8_t *>(t.data()),
+                              static_cast<uint8_t *>(t.data()) + t.byteSize());
+  t.buffer.reserve(1 * 2 * 10 * 4 * 4);
+  EXPECT_EQ(t.byteSize(), before.size());
+  EXPECT_EQ(std::memcmp(t.data(), before.data(), before.size()), 0);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data()) % 64, 0u);
+  void *at = t.data();
+  for (int64_t p = 0; p <= 10; ++p) {
+    t.reshape(DType::F32, {1, 2, p, 4});
+    EXPECT_EQ(t.byteSize(), size_t(2 * p * 4 * 4));
+    if (p > 0)
+      EXPECT_EQ(t.data(), at) << "reallocated at P = " << p;
+  }
+  t.reshape(DType::F32, {1, 2, 11, 4}); // past the capacity: a new buffer
+  EXPECT_EQ(t.byteSize(), size_t(2 * 11 * 4 * 4));
+  EXPECT_GE(t.buffer.capacity(), t.byteSize());
+  // A moved tensor takes its capacity along.
+  HostTensor moved = std::move(t);
+  EXPECT_EQ(t.buffer.capacity(), 0u);
+  EXPECT_GE(moved.buffer.capacity(), moved.byteSize());
+}
+
 TEST_F(RuntimeTest, NpyRoundTrip) {
   struct Case {
     DType type;

@@ -31,6 +31,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <vector>
 
@@ -429,6 +430,14 @@ int64_t parseCount(const Options &options, const std::string &name,
   return v;
 }
 
+/// The peak resident memory of this process so far.
+double peakMemoryMiB() {
+  struct rusage usage;
+  if (::getrusage(RUSAGE_SELF, &usage) != 0)
+    return 0;
+  return double(usage.ru_maxrss) / 1024.0; // KiB on Linux
+}
+
 /// The session and language-model view shared by perplexity and generate.
 struct LMSession {
   std::unique_ptr<Session> session;
@@ -474,6 +483,7 @@ int perplexityMain(const Command &, const std::string &modulePath,
   PerplexityResult r;
   std::string err;
   bool ok;
+  auto start = std::chrono::steady_clock::now();
   {
     CrashGuard guard;
     ok = s.lm->perplexity(
@@ -492,6 +502,16 @@ int perplexityMain(const Command &, const std::string &modulePath,
       "window %lld\n",
       r.natsPerToken, r.perplexity, (long long)r.predictions,
       (long long)r.windows, (long long)r.window);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  int64_t processed = r.predictions + r.windows; // each window's tokens
+  std::fprintf(stderr,
+               "qforge-run: %lld tokens in %.2f s (%.1f tokens/s, windows of "
+               "%lld); peak memory %.1f MiB\n",
+               (long long)processed, seconds,
+               seconds > 0 ? double(processed) / seconds : 0.0,
+               (long long)r.window, peakMemoryMiB());
   return 0;
 }
 
@@ -514,22 +534,78 @@ int generateMain(const Command &, const std::string &modulePath,
   if (end == temperatureText.c_str() || *end || temperature < 0)
     throw Failure("--temperature expects a number >= 0, got '" +
                   temperatureText + "'");
+  bool useCache = !options.has("no-cache");
   std::fputs(prompt.c_str(), stdout);
   std::fflush(stdout);
   std::string err;
   bool ok;
+  LanguageModel::Stats stats;
   {
     CrashGuard guard;
-    ok = s.lm->generate(tokens, count, window, temperature, topK,
-                        uint64_t(seed), err, [](int64_t token) {
-                          std::fputc(int(token), stdout);
-                          std::fflush(stdout);
-                        });
+    ok = s.lm->generate(
+        tokens, count, window, temperature, topK, uint64_t(seed), err,
+        [](int64_t token) {
+          std::fputc(int(token), stdout);
+          std::fflush(stdout);
+        },
+        useCache, &stats);
   }
   std::fputc('\n', stdout);
   if (!ok)
     throw Failure(modulePath + ": " + err);
+  auto rate = [](int64_t n, double seconds) {
+    return seconds > 0 ? double(n) / seconds : 0.0;
+  };
+  std::fprintf(stderr,
+               "qforge-run: %s; prefill %lld tokens at %.1f tokens/s, decode "
+               "%lld tokens at %.1f tokens/s; peak memory %.1f MiB\n",
+               s.lm->hasCache() && useCache ? "KV cache" : "no KV cache",
+               (long long)stats.prefillTokens,
+               rate(stats.prefillTokens, stats.prefillSeconds),
+               (long long)stats.decodeTokens,
+               rate(stats.decodeTokens, stats.decodeSeconds), peakMemoryMiB());
   return 0;
+}
+
+/// Times generation: a prompt of `promptTokens` spaces, then `decodeTokens`
+/// greedy tokens (with the KV cache when the module has one), `iterations`
+/// times after `warmup`; prints the median rates and the peak memory.
+void benchLanguageModel(LanguageModel &lm, Session &session,
+                        int64_t promptTokens, int64_t decodeTokens,
+                        int64_t warmup, int64_t iterations,
+                        const std::string &modulePath) {
+  if (lm.staticLength() && promptTokens + decodeTokens > lm.staticLength())
+    throw Failure(modulePath + ": the prompt and the decoded tokens (" +
+                  std::to_string(promptTokens + decodeTokens) +
+                  ") exceed the static sequence length " +
+                  std::to_string(lm.staticLength()));
+  std::vector<double> prefill, decode;
+  std::string err;
+  for (int64_t i = 0; i < warmup + iterations; ++i) {
+    std::vector<int64_t> tokens(size_t(promptTokens), 32);
+    LanguageModel::Stats stats;
+    bool ok;
+    {
+      CrashGuard guard;
+      ok = lm.generate(tokens, decodeTokens + 1, promptTokens + decodeTokens,
+                       0.0, 0, 0, err, {}, true, &stats);
+    }
+    if (!ok)
+      throw Failure(modulePath + ": " + err);
+    if (i >= warmup) {
+      prefill.push_back(stats.prefillTokens / stats.prefillSeconds);
+      decode.push_back(stats.decodeTokens / stats.decodeSeconds);
+    }
+  }
+  std::sort(prefill.begin(), prefill.end());
+  std::sort(decode.begin(), decode.end());
+  std::printf("device %s  iterations %lld  prefill_tokens %lld  "
+              "prefill_tok_s %.2f  decode_tokens %lld  decode_tok_s %.2f  "
+              "kv_cache %s  peak_mib %.1f\n",
+              session.description().c_str(), (long long)iterations,
+              (long long)promptTokens, prefill[prefill.size() / 2],
+              (long long)decodeTokens, decode[decode.size() / 2],
+              lm.hasCache() ? "yes" : "no", peakMemoryMiB());
 }
 
 int benchMain(const Command &, const std::string &modulePath,
@@ -561,6 +637,25 @@ int benchMain(const Command &, const std::string &modulePath,
   std::unique_ptr<Session> session = Session::create(module, device, err);
   if (!session)
     throw Failure(err);
+  // A language model also gets timed as generate runs it; a KV-cache module
+  // only that way (its inputs' lengths depend on each other).
+  std::string lmErr;
+  std::unique_ptr<LanguageModel> lm = LanguageModel::create(*session, lmErr);
+  bool cacheModule = lm && lm->hasCache();
+  int64_t decodeTokens =
+      parseCount(options, "decode-tokens", cacheModule ? 64 : 0, 0);
+  if (decodeTokens > 0 && !lm)
+    throw Failure(modulePath + ": --decode-tokens needs a language model (" +
+                  lmErr + ")");
+  if (cacheModule && decodeTokens == 0)
+    throw Failure(modulePath + ": a KV-cache module is timed by generating; "
+                               "--decode-tokens must be at least 1");
+  if (decodeTokens > 0) {
+    benchLanguageModel(*lm, *session, dynamicSize, decodeTokens, warmup,
+                       iterations, modulePath);
+    if (cacheModule)
+      return 0;
+  }
   TensorMap outputs;
   std::vector<double> times;
   {
@@ -618,6 +713,9 @@ const std::vector<Command> &commands() {
        "continue a prompt with a byte-level language model",
        {{"prompt", "TEXT", false, "the text to continue"},
         {"max-tokens", "N", false, "bytes to generate (default 64)"},
+        {"no-cache", nullptr, false,
+         "recompute the window every step even when the module has a KV "
+         "cache"},
         {"temperature", "T", false, "0 (default) is greedy; > 0 samples"},
         {"top-k", "K", false, "sample among the K most likely bytes (0: all)"},
         {"seed", "N", false, "random seed for sampling (default 0)"},
@@ -626,10 +724,16 @@ const std::vector<Command> &commands() {
         {"threads", "N", false, "CPU threads (default: all cores)"}},
        generateMain},
       {"bench",
-       "time the entry point on zero inputs (milliseconds per call)",
+       "time the entry point on zero inputs (milliseconds per call); a "
+       "language model also as generate runs it (tokens/s, peak memory)",
        {{"iterations", "N", false, "timed calls (default 20)"},
         {"warmup", "N", false, "untimed calls first (default 3)"},
-        {"dim", "N", false, "size of every dynamic dimension (default 1)"},
+        {"dim", "N", false,
+         "size of every dynamic dimension (default 1); for a language "
+         "model also the prompt's tokens"},
+        {"decode-tokens", "N", false,
+         "a language model: time a prompt of --dim tokens and N generated "
+         "ones (default 64 with a KV cache, else 0: not timed)"},
         {"device", "auto|cpu|cuda", false, "where to run"},
         {"threads", "N", false, "CPU threads (default: all cores)"}},
        benchMain},

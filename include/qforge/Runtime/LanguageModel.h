@@ -9,6 +9,14 @@
 // `logits` [1, T, V] (f32) is a causal language model. With V = 256 the tokens
 // are the bytes of UTF-8 text, so no tokenizer is needed.
 //
+// A module in Hugging Face / optimum's decoder-with-past form also takes, for
+// each layer i, `past_key_values.i.key` / `.value` [1, heads, P, head_dim]
+// (P cached tokens) and returns `present.i.key` / `.value` [1, heads, P + T,
+// head_dim], with optional `attention_mask` [1, P + T] (ones) and
+// `position_ids` [1, T] (P .. P + T - 1) inputs. The runtime then keeps the
+// cache between calls: generation runs the prompt once and then one token per
+// call.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef QFORGE_RUNTIME_LANGUAGEMODEL_H
@@ -40,6 +48,8 @@ public:
   /// Tokens per call: the static sequence length, or 0 when it is dynamic.
   int64_t staticLength() const { return fixedLength; }
   int64_t vocabulary() const { return vocab; }
+  /// Whether the module takes and returns a KV cache.
+  bool hasCache() const { return !cacheInputs.empty(); }
 
   /// Logits [tokens.size(), V] of one call. Tokens shorter than a static length
   /// are padded on the right, which a causal model's earlier positions ignore.
@@ -55,21 +65,48 @@ public:
                   PerplexityResult &result, std::string &err,
                   const std::function<void(int64_t, int64_t)> &progress = {});
 
-  /// Extends `tokens` by `count` tokens, recomputing the last `window` tokens
-  /// each step: greedy when temperature is 0, else sampling from the softmax at
-  /// that temperature over the top_k most likely tokens (all when top_k is 0).
+  /// Extends `tokens` by `count` tokens: greedy when temperature is 0, else
+  /// sampling from the softmax at that temperature over the top_k most likely
+  /// tokens (all when top_k is 0). At most `window` tokens of context: without
+  /// a cache each step recomputes the last `window` tokens; with one, the
+  /// prompt's last `window` tokens fill the cache in one call, then each call
+  /// adds one token, and when the cache is full the last window/2 tokens fill
+  /// it again. `useCache` false makes a cache module recompute like a module
+  /// without one. The times of the calls land in `stats` when given.
+  struct Stats {
+    int64_t prefillTokens = 0, decodeTokens = 0;
+    double prefillSeconds = 0, decodeSeconds = 0;
+  };
   bool generate(std::vector<int64_t> &tokens, int64_t count, int64_t window,
                 double temperature, int64_t topK, uint64_t seed,
                 std::string &err,
-                const std::function<void(int64_t token)> &onToken = {});
+                const std::function<void(int64_t token)> &onToken = {},
+                bool useCache = true, Stats *stats = nullptr);
 
 private:
   LanguageModel(Session &session) : session(session) {}
+  /// One call of a cache module: `tokens` after the cache's P tokens (P = 0
+  /// after clearCache()); the logits of the new tokens land in `out` and the
+  /// cache grows by tokens.size().
+  bool cachedCall(const std::vector<int64_t> &tokens, std::vector<float> &out,
+                  std::string &err);
+  void clearCache();
+  HostTensor idTensor(const std::vector<int64_t> &tokens, int64_t length,
+                      int64_t offset = 0) const;
+
   Session &session;
   std::string inputName, outputName;
   qfm::DType idType = qfm::DType::I64;
   int64_t fixedLength = 0;
   int64_t vocab = 0;
+  // Cache modules: input and output names of each cache tensor, the
+  // optional inputs, and the tensors kept between calls.
+  std::vector<std::pair<std::string, std::string>> cacheInputs;
+  std::vector<std::vector<int64_t>> cacheShapes; ///< P dimension -1
+  std::string maskName, positionName;
+  qfm::DType maskType = qfm::DType::I64, positionType = qfm::DType::I64;
+  int64_t cached = 0; ///< P
+  TensorMap feed, fetched;
 };
 
 } // namespace qforge::rt

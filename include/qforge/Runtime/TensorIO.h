@@ -45,11 +45,19 @@ public:
   uint8_t *data() { return ptr ? ptr : placeholder(); }
   const uint8_t *data() const { return ptr ? ptr : placeholder(); }
   size_t size() const { return bytes; }
+  size_t capacity() const { return reserved; }
+
+  /// Makes the buffer `size` bytes long, keeping its memory when it has the
+  /// capacity (the contents are then unspecified; new memory is zeroed).
+  void resize(size_t size);
+  /// Ensures a capacity of `size` bytes without changing size().
+  void reserve(size_t size);
 
 private:
   static uint8_t *placeholder();
   uint8_t *ptr = nullptr;
   size_t bytes = 0;
+  size_t reserved = 0;
 };
 
 /// A tensor in host memory (row-major, contiguous).
@@ -63,6 +71,9 @@ struct HostTensor {
   HostTensor(DType dtype, std::vector<int64_t> shape);
 
   int64_t numElements() const { return qfm::numElements(shape); }
+  /// Gives the tensor this dtype and (static) shape, reusing its buffer when
+  /// it is large enough; the contents are unspecified afterwards.
+  void reshape(DType newType, std::vector<int64_t> newShape);
   size_t byteSize() const { return buffer.size(); }
   void *data() { return buffer.data(); }
   const void *data() const { return buffer.data(); }
