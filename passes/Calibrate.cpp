@@ -119,11 +119,17 @@ struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
     OwningOpRef<ModuleOp> copy = cast<ModuleOp>(module->clone());
     auto copyMain = copy->lookupSymbol<func::FuncOp>("main");
     std::vector<LinearWeight> copyLinears = findConstantLinears(copyMain);
+    // A weight read by several linears gets the statistics of all their
+    // inputs together.
     SmallVector<Value> results;
     std::vector<std::string> names;
-    for (size_t i : measured) {
-      results.push_back(copyLinears[i].matmul.getA());
-      names.push_back("qf.calib." + std::to_string(i));
+    std::vector<size_t> statOf;
+    for (auto [n, i] : llvm::enumerate(measured)) {
+      for (tosa::MatMulOp use : copyLinears[i].uses()) {
+        names.push_back("qf.calib." + std::to_string(results.size()));
+        results.push_back(use.getA());
+        statOf.push_back(n);
+      }
     }
     setResults(copyMain, results, names);
 
@@ -133,9 +139,9 @@ struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
     std::string shapeError;
     auto sink = [&](unsigned index, const float *data, int64_t rows,
                     int64_t cols) {
-      if (index >= stats.size())
+      if (index >= statOf.size())
         return;
-      qforge::quant::ActivationStats &s = stats[index];
+      qforge::quant::ActivationStats &s = stats[statOf[index]];
       if (cols != s.channels()) {
         shapeError = "layer input has " + std::to_string(cols) +
                      " channels, expected " + std::to_string(s.channels());

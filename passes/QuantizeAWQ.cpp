@@ -29,6 +29,11 @@
 // float weights are stored instead, and the model computes the same
 // function (a check of the folding).
 //
+// A weight read by several linears (tied or deduplicated) is in no group:
+// its uses read different inputs, and one set of scales for all of them
+// would need every input rescaled alike. It is quantized unscaled, with the
+// clipping search on the statistics of all its inputs.
+//
 //===----------------------------------------------------------------------===//
 
 #include "passes/ChannelTrace.h"
@@ -154,7 +159,11 @@ struct QuantizeAWQPass
     std::vector<LinearWeight> linears = findConstantLinears(getOperation());
     llvm::MapVector<Value, SmallVector<LinearWeight *>> groups;
     llvm::DenseMap<Operation *, LinearWeight *> linearOf;
+    // A weight read by several linears keeps its scale (1): one s per use
+    // would need as many copies of it.
     for (LinearWeight &linear : linears) {
+      if (!linear.sharers.empty())
+        continue;
       groups[linear.matmul.getA()].push_back(&linear);
       linearOf[linear.matmul] = &linear;
     }
@@ -251,32 +260,33 @@ struct QuantizeAWQPass
     // scaled input (or stored as float with quantize=false).
     if (progress)
       llvm::errs() << "qf-awq: quantizing " << linears.size() << " layers\n";
-    for (auto &[x, members] : groups) {
-      for (LinearWeight *m : members) {
-        std::vector<float> w = m->load();
-        const std::vector<float> &s = columnScale[indexOf(*m)];
-        const std::vector<float> &r = rowDivisor[indexOf(*m)];
-        for (int64_t i = 0; i < m->rows; ++i)
-          for (int64_t j = 0; j < m->cols; ++j) {
+    for (LinearWeight &linear : linears) {
+      LinearWeight *m = &linear;
+      std::vector<float> w = m->load();
+      const std::vector<float> &s = columnScale[indexOf(*m)];
+      const std::vector<float> &r = rowDivisor[indexOf(*m)];
+      for (int64_t i = 0; i < m->rows; ++i)
+        for (int64_t j = 0; j < m->cols; ++j) {
+          if (!s.empty())
             w[i * m->cols + j] *= s[j];
-            if (!r.empty())
-              w[i * m->cols + j] /= r[i];
-          }
-        if (!quantize) {
+          if (!r.empty())
+            w[i * m->cols + j] /= r[i];
+        }
+      if (!quantize) {
+        if (m->sharers.empty())
           storeFloatWeight(b, *m, w);
-          continue;
-        }
-        std::string error;
-        FailureOr<std::vector<double>> gram = calibrationGram(*m, error);
-        if (failed(gram)) {
-          m->matmul->emitError("qf-awq: ") << error;
-          return signalPassFailure();
-        }
-        q::AffineQuantized quantized =
-            q::quantizeScaled(w.data(), m->rows, m->cols, qs, gram->data(),
-                              clip, options.clipOptions);
-        rewriteAffine(b, *m, scheme, quantized, w);
+        continue;
       }
+      std::string error;
+      FailureOr<std::vector<double>> gram = calibrationGram(*m, error);
+      if (failed(gram)) {
+        m->matmul->emitError("qf-awq: ") << error;
+        return signalPassFailure();
+      }
+      q::AffineQuantized quantized =
+          q::quantizeScaled(w.data(), m->rows, m->cols, qs, gram->data(), clip,
+                            options.clipOptions);
+      rewriteAffine(b, *m, scheme, quantized, w);
     }
   }
 };

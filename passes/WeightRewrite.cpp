@@ -75,8 +75,15 @@ static std::string layerName(Operation *constOp, tosa::MatMulOp matmul,
   return "linear_" + std::to_string(index);
 }
 
+std::vector<tosa::MatMulOp> LinearWeight::uses() const {
+  std::vector<tosa::MatMulOp> all{matmul};
+  all.insert(all.end(), sharers.begin(), sharers.end());
+  return all;
+}
+
 std::vector<LinearWeight> findConstantLinears(func::FuncOp func) {
   std::vector<LinearWeight> linears;
+  llvm::DenseMap<Operation *, size_t> byConstant;
   func.walk([&](tosa::MatMulOp matmul) {
     Value b = matmul.getB();
     if (auto reshape = b.getDefiningOp<tosa::ReshapeOp>())
@@ -93,6 +100,11 @@ std::vector<LinearWeight> findConstantLinears(func::FuncOp func) {
       return;
     if (!isFloatWeight(attr))
       return;
+    if (auto it = byConstant.find(constOp); it != byConstant.end()) {
+      linears[it->second].sharers.push_back(matmul);
+      return;
+    }
+    byConstant[constOp] = linears.size();
     LinearWeight lw;
     lw.matmul = matmul;
     lw.cols = type.getDimSize(type.getRank() - 2);
@@ -108,7 +120,8 @@ std::vector<unsigned> linearStages(func::FuncOp func,
                                    ArrayRef<LinearWeight> linears) {
   llvm::DenseMap<Operation *, size_t> index;
   for (auto [i, linear] : llvm::enumerate(linears))
-    index[linear.matmul] = i;
+    for (tosa::MatMulOp use : linear.uses())
+      index[use] = i;
   // depth(v): constant linears on the longest path into v. Graph IR is one
   // block in dataflow order, so one walk sees every operand's depth first.
   llvm::DenseMap<Value, unsigned> depth;
@@ -118,8 +131,10 @@ std::vector<unsigned> linearStages(func::FuncOp func,
     for (Value operand : op->getOperands())
       d = std::max(d, depth.lookup(operand));
     if (auto it = index.find(op); it != index.end()) {
-      stages[it->second] = depth.lookup(op->getOperand(0));
-      d = stages[it->second] + 1;
+      // A shared weight waits for the inputs of all its uses.
+      unsigned here = depth.lookup(op->getOperand(0));
+      stages[it->second] = std::max(stages[it->second], here);
+      d = here + 1;
     }
     if (d)
       for (Value result : op->getResults())
@@ -172,10 +187,12 @@ qf::DequantizeOp replaceWithDequantized(OpBuilder &b, LinearWeight &linear,
   Value shape = tosa::getTosaConstShape(ib, type3d.getShape());
   Value weight3d = tosa::ReshapeOp::create(b, loc, type3d, transposed, shape);
 
-  Value old = matmul.getB();
-  matmul.getBMutable().assign(weight3d);
-  // Erase the float weight (and its reshape) when nothing else uses it.
-  eraseIfDead(old);
+  for (tosa::MatMulOp use : linear.uses()) {
+    Value old = use.getB();
+    use.getBMutable().assign(weight3d);
+    // Erase the float weight (and its reshape) once nothing else uses it.
+    eraseIfDead(old);
+  }
   return dq;
 }
 

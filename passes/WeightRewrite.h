@@ -37,6 +37,13 @@ struct LinearWeight {
   std::string name;
   /// The f32 constant holding the weight as ONNX stores it, K x N.
   mlir::Attribute constant;
+  /// Later linear layers that read the same weight constant (an exporter's
+  /// deduplicated initializer, tied weights). The weight is quantized once,
+  /// on the statistics of every use, and each use reads the result.
+  std::vector<mlir::tosa::MatMulOp> sharers;
+
+  /// `matmul`, then the sharers.
+  std::vector<mlir::tosa::MatMulOp> uses() const;
 
   /// The weight as an N x K row-major matrix (one row per output channel),
   /// read from `constant` on each call: passes load one layer at a time so
@@ -45,7 +52,8 @@ struct LinearWeight {
 };
 
 /// Finds the linear layers of `func` with constant f32 weights, in program
-/// order (without reading the weights).
+/// order (without reading the weights); one entry per weight constant, with
+/// the other matmuls that read it as its sharers.
 std::vector<LinearWeight> findConstantLinears(mlir::func::FuncOp func);
 
 /// The stage of each of `linears` (the constant linears of `func`, in that
@@ -71,9 +79,10 @@ struct QuantizedWeight {
   mlir::Value codes, scales, zeroPoints, lut;
 };
 
-/// Replaces the weight operand of `linear.matmul` with the decoded quantized
-/// weight: qf.dequantize → tosa.transpose → tosa.reshape to [1, K, N]. Returns
-/// the dequantize op, tagged with `qf.layer`. Dead weight constants are erased.
+/// Replaces the weight operand of `linear.matmul` (and of its sharers) with
+/// the decoded quantized weight: qf.dequantize → tosa.transpose →
+/// tosa.reshape to [1, K, N]. Returns the dequantize op, tagged with
+/// `qf.layer`. Dead weight constants are erased.
 qf::DequantizeOp replaceWithDequantized(mlir::OpBuilder &b,
                                         LinearWeight &linear,
                                         const QuantizedWeight &q);
