@@ -18,6 +18,8 @@
 #include "GraphConverter.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Tosa/IR/TosaOps.h"
 
 #include <cmath>
@@ -384,15 +386,6 @@ LogicalResult convertSize(NodeContext &ctx) {
 /// ConstantOfShape(shape) with `value` (default float 0): a host constant,
 /// materialised as a splat.
 LogicalResult convertConstantOfShape(NodeContext &ctx) {
-  if (ctx.isSymbolicInput(0))
-    return ctx.fail("a shape known only at run time is not supported; pass "
-                    "--shape");
-  FailureOr<SmallVector<int64_t>> shape = getIntVector(ctx, 0, "shape");
-  if (failed(shape))
-    return failure();
-  for (int64_t d : *shape)
-    if (d < 0)
-      return ctx.fail("shape has negative dimension " + Twine(d));
   HostValue value = HostValue::ofFloat(0.0);
   Type elementType = Float32Type::get(ctx.getContext());
   if (const onnx::AttributeProto *attr = ctx.getAttr("value")) {
@@ -406,19 +399,111 @@ LogicalResult convertConstantOfShape(NodeContext &ctx) {
     elementType = tensor->getElementType();
     value = tensor->getHostValues()[0];
   }
+  if (ctx.isSymbolicInput(0)) {
+    // A shape known only at run time: an empty tensor of it, filled.
+    std::optional<ShapeValue> shape = ctx.getShapeInput(0);
+    if (!shape || shape->type.getRank() != 1)
+      return ctx.fail("shape must be a 1-D integer tensor");
+    SmallVector<int64_t> dims;
+    SmallVector<Value> dynamic;
+    for (const SymDim &d : shape->elements) {
+      if (d.isKnown() && d.value < 0)
+        return ctx.fail("shape has negative dimension " + Twine(d.value));
+      dims.push_back(d.isKnown() ? d.value : ShapedType::kDynamic);
+      if (!d.isKnown())
+        dynamic.push_back(ctx.dimValue(d));
+    }
+    OpBuilder &b = ctx.getBuilder();
+    Location loc = ctx.getLoc();
+    Value init = tensor::EmptyOp::create(b, loc, dims, elementType, dynamic);
+    TypedAttr scalar =
+        isa<FloatType>(elementType)
+            ? TypedAttr(b.getFloatAttr(elementType, value.asDouble()))
+            : TypedAttr(b.getIntegerAttr(
+                  elementType, value.isFloat ? int64_t(value.f) : value.i));
+    Value fill = arith::ConstantOp::create(b, loc, scalar);
+    ctx.setOutput(
+        0, linalg::FillOp::create(b, loc, ValueRange{fill}, ValueRange{init})
+               .getResult(0));
+    return success();
+  }
+  FailureOr<SmallVector<int64_t>> shape = getIntVector(ctx, 0, "shape");
+  if (failed(shape))
+    return failure();
+  for (int64_t d : *shape)
+    if (d < 0)
+      return ctx.fail("shape has negative dimension " + Twine(d));
   ctx.setConstantOutput(
       0, ConstTensor::splat(RankedTensorType::get(*shape, elementType), value));
   return success();
 }
 
-/// Range(start, limit, delta) of constant scalars.
+/// Range(start, limit, delta) of integer scalars known only at run time
+/// (shape values, such as a sequence length from Shape): a 1-D iota of
+/// max(0, ceil((limit - start) / delta)) elements.
+static LogicalResult convertRuntimeRange(NodeContext &ctx) {
+  SmallVector<SymDim> scalars;
+  Type elementType;
+  for (unsigned i = 0; i < 3; ++i) {
+    std::optional<ShapeValue> v = ctx.getShapeInput(i);
+    if (!v)
+      return ctx.fail("input '" + ctx.getInputName(i) +
+                      "' is not a constant or a value computed from shapes; "
+                      "Range needs one of those");
+    if (v->elements.size() != 1)
+      return ctx.fail("inputs must be scalars");
+    scalars.push_back(v->elements.front());
+    if (i == 0)
+      elementType = v->type.getElementType();
+  }
+  if (!scalars[2].isKnown() || scalars[2].value == 0)
+    return ctx.fail(scalars[2].isKnown()
+                        ? "delta is zero"
+                        : "delta must be a constant when start or limit is "
+                          "known only at run time");
+  OpBuilder &b = ctx.getBuilder();
+  Location loc = ctx.getLoc();
+  Value start = ctx.dimValue(scalars[0]), limit = ctx.dimValue(scalars[1]);
+  int64_t delta = scalars[2].value;
+  Value span = arith::SubIOp::create(b, loc, limit, start);
+  Value count = arith::CeilDivSIOp::create(
+      b, loc, span, arith::ConstantIndexOp::create(b, loc, delta));
+  count = arith::MaxSIOp::create(b, loc, count,
+                                 arith::ConstantIndexOp::create(b, loc, 0));
+  auto type = RankedTensorType::get({ShapedType::kDynamic}, elementType);
+  Value init = tensor::EmptyOp::create(b, loc, type.getShape(), elementType,
+                                       ValueRange{count});
+  auto generic = linalg::GenericOp::create(
+      b, loc, TypeRange{type}, ValueRange{}, ValueRange{init},
+      SmallVector<AffineMap>{b.getMultiDimIdentityMap(1)},
+      SmallVector<utils::IteratorType>{utils::IteratorType::parallel},
+      [&](OpBuilder &nb, Location nl, ValueRange) {
+        Value i = linalg::IndexOp::create(nb, nl, 0);
+        Value scaled = arith::MulIOp::create(
+            nb, nl, i, arith::ConstantIndexOp::create(nb, nl, delta));
+        Value v = arith::AddIOp::create(nb, nl, scaled, start);
+        linalg::YieldOp::create(
+            nb, nl, Value(arith::IndexCastOp::create(nb, nl, elementType, v)));
+      });
+  ctx.setOutput(0, generic.getResult(0));
+  return success();
+}
+
+/// Range(start, limit, delta) of constant scalars, folded; of integers known
+/// only at run time, an iota.
 LogicalResult convertRange(NodeContext &ctx) {
   const ConstTensor *inputs[3];
   for (unsigned i = 0; i < 3; ++i) {
     inputs[i] = ctx.getConstantInput(i);
-    if (!inputs[i])
+    if (!inputs[i]) {
+      FailureOr<RankedTensorType> type = ctx.getInputType(i);
+      if (succeeded(type) && isa<IntegerType>(type->getElementType()) &&
+          ctx.isSymbolicInput(i))
+        return convertRuntimeRange(ctx);
       return ctx.fail("input '" + ctx.getInputName(i) +
-                      "' is not a constant; Range needs constant inputs");
+                      "' is not a constant or a value computed from shapes; "
+                      "Range needs one of those");
+    }
     if (inputs[i]->getNumElements() != 1)
       return ctx.fail("inputs must be scalars");
   }
