@@ -33,8 +33,9 @@ using ActivationSink = llvm::function_ref<void(
 using RunProgress = llvm::function_ref<void(size_t done)>;
 
 /// Compiles `module` (a copy the runner may change) for the CPU and runs its
-/// @main once per window, feeding the window as the one non-weight input
-/// (shape [1, window size]); reports every result through `sink`. Returns
+/// @main over the windows, feeding them as the one non-weight input (shape
+/// [B, window size], B windows per call for a static batch B, else one);
+/// reports every result through `sink`, the rows of real windows only. Returns
 /// false with a one-line `error` on failure.
 using ActivationRunner = std::function<bool(
     mlir::ModuleOp module, const std::vector<std::vector<int64_t>> &windows,

@@ -440,26 +440,36 @@ void installActivationRunner() {
         (inputs[0]->dtype != qfm::DType::I64 &&
          inputs[0]->dtype != qfm::DType::I32)) {
       error = "calibration needs a model whose one non-weight input is byte "
-              "tokens, int64 or int32 [1, T]";
+              "tokens, int64 or int32 [B, T]";
       return false;
     }
     const qfm::ArgInfo &ids = *inputs[0];
     std::vector<const qfm::ArgInfo *> outputs = loaded->outputs();
+    // A static batch B takes the windows B at a time; the last call is
+    // filled up with its first window, and only the rows of real windows
+    // (batch-major, so the first ones) reach the sink.
+    const size_t batch = ids.shape[0] > 0 ? size_t(ids.shape[0]) : 1;
     size_t done = 0;
-    for (const std::vector<int64_t> &window : windows) {
-      int64_t n = static_cast<int64_t>(window.size());
+    for (size_t first = 0; first < windows.size(); first += batch) {
+      size_t real = std::min(batch, windows.size() - first);
+      int64_t n = static_cast<int64_t>(windows[first].size());
       if (ids.shape[1] >= 0 && ids.shape[1] != n) {
         error = "input '" + ids.name + "' has the static length " +
                 std::to_string(ids.shape[1]) + "; calibrate with seqlen " +
                 std::to_string(ids.shape[1]) + " or keep it dynamic";
         return false;
       }
-      rt::HostTensor tokens(ids.dtype, {1, n});
-      for (int64_t i = 0; i < n; ++i) {
-        if (ids.dtype == qfm::DType::I64)
-          tokens.dataAs<int64_t>()[i] = window[i];
-        else
-          tokens.dataAs<int32_t>()[i] = static_cast<int32_t>(window[i]);
+      rt::HostTensor tokens(ids.dtype, {int64_t(batch), n});
+      for (size_t w = 0; w < batch; ++w) {
+        const std::vector<int64_t> &window =
+            windows[first + (w < real ? w : 0)];
+        for (int64_t i = 0; i < n; ++i) {
+          int64_t at = int64_t(w) * n + i;
+          if (ids.dtype == qfm::DType::I64)
+            tokens.dataAs<int64_t>()[at] = window[i];
+          else
+            tokens.dataAs<int32_t>()[at] = static_cast<int32_t>(window[i]);
+        }
       }
       rt::TensorMap in, out;
       in.emplace(ids.name, std::move(tokens));
@@ -471,9 +481,11 @@ void installActivationRunner() {
             t.shape.back() == 0)
           continue;
         int64_t cols = t.shape.back();
-        sink(i, t.dataAs<float>(), t.numElements() / cols, cols);
+        int64_t rows = t.numElements() / cols;
+        sink(i, t.dataAs<float>(), rows / int64_t(batch) * int64_t(real), cols);
       }
-      progress(++done);
+      done += real;
+      progress(done);
     }
     return true;
   });

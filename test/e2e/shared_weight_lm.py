@@ -1,11 +1,12 @@
-"""shared_weight_lm.py OUT.onnx IDS.npy
+"""shared_weight_lm.py OUT.onnx IDS.npy [--dynamic-batch]
 
 A byte-level language model in which one nn.Linear is applied twice: torch.onnx stores
 its weight as one initializer ("onnx::MatMul_<n>", [in, out]) read by two MatMuls (one
 through an Identity), as exporters do for tied or deduplicated weights. Embedding 256 x 64, the shared 64 x 64
 linear twice with residual ReLU blocks, a 64 x 256 head; random weights from a seed, with
 four embedding channels 8x larger (salient channels, so that AWQ's scales are not 1).
-IDS.npy gets 64 bytes of text-like input ids for running it.
+IDS.npy gets 64 bytes of text-like input ids for running it. With --dynamic-batch the
+batch dimension of input_ids is dynamic too ('batch').
 """
 import inspect
 import sys
@@ -36,12 +37,13 @@ def main():
     ids = torch.from_numpy(np.frombuffer(b"It was the best of times, it was the worst of "
                                          b"times, it was the age of wisdom", dtype=np.uint8)
                            .astype(np.int64)[None, :64].copy())
+    axes = {0: "batch", 1: "T"} if "--dynamic-batch" in sys.argv[3:] else {1: "T"}
     kw = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kw["dynamo"] = False
     torch.onnx.export(SharedLM().eval(), (ids,), out, opset_version=17,
                       input_names=["input_ids"], output_names=["logits"],
-                      dynamic_axes={"input_ids": {1: "T"}, "logits": {1: "T"}}, **kw)
+                      dynamic_axes={"input_ids": dict(axes), "logits": dict(axes)}, **kw)
     np.save(ids_path, ids.numpy())
     import onnx
     graph = onnx.load(out).graph
