@@ -45,15 +45,15 @@ std::unique_ptr<LanguageModel> LanguageModel::create(Session &session,
   for (const qfm::ArgInfo *a : outs)
     if (a->name == "logits" || outs.size() == 1)
       logits = a;
-  if (!ids || ids->shape.size() != 2 || ids->shape[0] != 1 ||
+  if (!ids || ids->shape.size() != 2 || ids->shape[0] == 0 ||
       (ids->dtype != qfm::DType::I64 && ids->dtype != qfm::DType::I32)) {
     err = "not a language model: expects an input 'input_ids' of int64 or "
-          "int32 [1, T]";
+          "int32 [B, T]";
     return nullptr;
   }
   if (!logits || logits->shape.size() != 3 ||
       logits->dtype != qfm::DType::F32 || logits->shape[2] <= 0) {
-    err = "not a language model: expects an output 'logits' of f32 [1, T, V]";
+    err = "not a language model: expects an output 'logits' of f32 [B, T, V]";
     return nullptr;
   }
   std::unique_ptr<LanguageModel> lm(new LanguageModel(session));
@@ -61,6 +61,7 @@ std::unique_ptr<LanguageModel> LanguageModel::create(Session &session,
   lm->outputName = logits->name;
   lm->idType = ids->dtype;
   lm->fixedLength = ids->shape[1] > 0 ? ids->shape[1] : 0;
+  lm->fixedBatch = ids->shape[0] > 0 ? ids->shape[0] : 0;
   lm->vocab = logits->shape[2];
 
   // Every other input must be part of the decoder-with-past form.
@@ -125,23 +126,29 @@ std::unique_ptr<LanguageModel> LanguageModel::create(Session &session,
       lm->cacheShapes.push_back(past->shape);
     }
   }
-  if (lm->hasCache() && lm->fixedLength) {
-    err = "a decoder with past needs a dynamic sequence length (input_ids is " +
+  if (lm->hasCache() && (lm->fixedLength || lm->fixedBatch != 1)) {
+    err = "a decoder with past needs input_ids of [1, T] with T dynamic (it "
+          "is " +
           qfm::formatShape(ids->shape) + ")";
     return nullptr;
   }
   return lm;
 }
 
-HostTensor LanguageModel::idTensor(const std::vector<int64_t> &tokens,
-                                   int64_t length, int64_t offset) const {
-  HostTensor ids(idType, {1, length});
-  for (int64_t i = 0; i < length; ++i) {
-    int64_t t = i < int64_t(tokens.size()) ? tokens[i] + offset : 0;
-    if (idType == qfm::DType::I64)
-      ids.dataAs<int64_t>()[i] = t;
-    else
-      ids.dataAs<int32_t>()[i] = static_cast<int32_t>(t);
+HostTensor
+LanguageModel::idTensor(const std::vector<std::vector<int64_t>> &rows,
+                        int64_t batch, int64_t length) const {
+  HostTensor ids(idType, {batch, length});
+  for (int64_t r = 0; r < batch; ++r) {
+    // Rows past the given ones repeat the first (a static batch's filler).
+    const std::vector<int64_t> &tokens = rows[r < int64_t(rows.size()) ? r : 0];
+    for (int64_t i = 0; i < length; ++i) {
+      int64_t t = i < int64_t(tokens.size()) ? tokens[i] : 0;
+      if (idType == qfm::DType::I64)
+        ids.dataAs<int64_t>()[r * length + i] = t;
+      else
+        ids.dataAs<int32_t>()[r * length + i] = static_cast<int32_t>(t);
+    }
   }
   return ids;
 }
@@ -170,7 +177,7 @@ void LanguageModel::clearCache() {
 bool LanguageModel::cachedCall(const std::vector<int64_t> &tokens,
                                std::vector<float> &out, std::string &err) {
   int64_t n = static_cast<int64_t>(tokens.size());
-  feed[inputName] = idTensor(tokens, n);
+  feed[inputName] = idTensor({tokens}, 1, n);
   if (!maskName.empty())
     fillIndices(feed[maskName], maskType, cached + n, 1, 0);
   if (!positionName.empty())
@@ -203,24 +210,42 @@ bool LanguageModel::cachedCall(const std::vector<int64_t> &tokens,
 
 bool LanguageModel::logits(const std::vector<int64_t> &tokens,
                            std::vector<float> &out, std::string &err) {
-  int64_t n = static_cast<int64_t>(tokens.size());
+  if (hasCache()) {
+    if (tokens.empty()) {
+      err = "a call takes at least 1 token";
+      return false;
+    }
+    clearCache();
+    return cachedCall(tokens, out, err);
+  }
+  return batchLogits({tokens}, out, err);
+}
+
+bool LanguageModel::batchLogits(const std::vector<std::vector<int64_t>> &rows,
+                                std::vector<float> &out, std::string &err) {
+  int64_t n = static_cast<int64_t>(rows.front().size());
   int64_t length = fixedLength ? fixedLength : n;
   if (n == 0 || n > length) {
     err = "a call takes 1 to " + std::to_string(length) + " tokens, got " +
           std::to_string(n);
     return false;
   }
-  if (hasCache()) {
-    clearCache();
-    return cachedCall(tokens, out, err);
+  int64_t count = static_cast<int64_t>(rows.size());
+  int64_t batch = fixedBatch ? fixedBatch : count;
+  if (count > batch) {
+    err = "a call takes at most " + std::to_string(batch) + " sequences";
+    return false;
   }
   TensorMap inputs, outputs;
-  inputs.emplace(inputName, idTensor(tokens, length));
+  inputs.emplace(inputName, idTensor(rows, batch, length));
   if (!session.run(inputs, outputs, err))
     return false;
   const HostTensor &l = outputs.at(outputName);
   const float *data = l.dataAs<float>();
-  out.assign(data, data + n * vocab);
+  out.resize(size_t(count * n * vocab));
+  for (int64_t r = 0; r < count; ++r)
+    std::copy(data + r * length * vocab, data + (r * length + n) * vocab,
+              out.begin() + r * n * vocab);
   return true;
 }
 
@@ -236,7 +261,7 @@ static double logSumExp(const float *row, int64_t n) {
 bool LanguageModel::perplexity(
     const std::vector<int64_t> &tokens, int64_t window,
     PerplexityResult &result, std::string &err,
-    const std::function<void(int64_t, int64_t)> &progress) {
+    const std::function<void(int64_t, int64_t)> &progress, int64_t batch) {
   if (fixedLength)
     window = fixedLength;
   if (window < 2) {
@@ -252,26 +277,45 @@ bool LanguageModel::perplexity(
         "the text is too short to score (" + std::to_string(total) + " tokens)";
     return false;
   }
+  // Windows per call: a static batch, else `batch` (1 with a KV cache); a
+  // call holds windows of one length, so the last, shorter one goes alone.
+  int64_t perCall = fixedBatch ? fixedBatch : hasCache() ? 1 : batch;
+  if (perCall < 1) {
+    err = "the batch must hold at least 1 window";
+    return false;
+  }
   double nll = 0;
   int64_t predictions = 0;
   std::vector<float> l;
-  for (int64_t w = 0; w < windows; ++w) {
-    int64_t begin = w * window, end = std::min(total, begin + window);
-    std::vector<int64_t> chunk(tokens.begin() + begin, tokens.begin() + end);
-    if (!logits(chunk, l, err))
+  for (int64_t w = 0; w < windows;) {
+    std::vector<std::vector<int64_t>> group;
+    while (w < windows && int64_t(group.size()) < perCall) {
+      int64_t begin = w * window, end = std::min(total, begin + window);
+      if (!group.empty() && end - begin != int64_t(group.front().size()))
+        break;
+      group.emplace_back(tokens.begin() + begin, tokens.begin() + end);
+      ++w;
+    }
+    bool ok =
+        hasCache() ? logits(group.front(), l, err) : batchLogits(group, l, err);
+    if (!ok)
       return false;
-    for (int64_t j = 0; j + 1 < static_cast<int64_t>(chunk.size()); ++j) {
-      const float *row = l.data() + j * vocab;
-      int64_t next = chunk[j + 1];
-      if (next < 0 || next >= vocab) {
-        err = "token " + std::to_string(next) + " is outside the vocabulary";
-        return false;
+    int64_t n = static_cast<int64_t>(group.front().size());
+    for (size_t g = 0; g < group.size(); ++g) {
+      const std::vector<int64_t> &chunk = group[g];
+      for (int64_t j = 0; j + 1 < n; ++j) {
+        const float *row = l.data() + (int64_t(g) * n + j) * vocab;
+        int64_t next = chunk[j + 1];
+        if (next < 0 || next >= vocab) {
+          err = "token " + std::to_string(next) + " is outside the vocabulary";
+          return false;
+        }
+        nll += logSumExp(row, vocab) - row[next];
+        ++predictions;
       }
-      nll += logSumExp(row, vocab) - row[next];
-      ++predictions;
     }
     if (progress)
-      progress(w + 1, windows);
+      progress(w, windows);
   }
   result.natsPerToken = nll / double(predictions);
   result.perplexity = std::exp(result.natsPerToken);

@@ -479,6 +479,7 @@ int perplexityMain(const Command &, const std::string &modulePath,
   LMSession s = openLanguageModel(modulePath, options);
   std::vector<int64_t> tokens = readBytes(options.get("text", ""));
   int64_t window = parseCount(options, "window", 256, 2);
+  int64_t batch = parseCount(options, "batch", 1, 1);
   bool tty = ::isatty(STDERR_FILENO);
   PerplexityResult r;
   std::string err;
@@ -487,11 +488,13 @@ int perplexityMain(const Command &, const std::string &modulePath,
   {
     CrashGuard guard;
     ok = s.lm->perplexity(
-        tokens, window, r, err, [&](int64_t done, int64_t total) {
+        tokens, window, r, err,
+        [&](int64_t done, int64_t total) {
           if (tty)
             std::fprintf(stderr, "\rqforge-run: window %lld/%lld",
                          (long long)done, (long long)total);
-        });
+        },
+        batch);
   }
   if (tty)
     std::fputc('\n', stderr);
@@ -705,7 +708,9 @@ const std::vector<Command> &commands() {
        "score a text file with a byte-level language model (nats/byte)",
        {{"text", "FILE", false, "the text to score (its bytes are the tokens)"},
         {"window", "N", false,
-         "tokens per call (default 256; a static sequence length wins)"},
+         "tokens per window (default 256; a static sequence length wins)"},
+        {"batch", "N", false,
+         "windows per call (default 1; a static batch wins)"},
         {"device", "auto|cpu|cuda", false, "where to run"},
         {"threads", "N", false, "CPU threads (default: all cores)"}},
        perplexityMain},

@@ -5,8 +5,9 @@
 //
 //===----------------------------------------------------------------------===//
 //
-// A module whose entry maps token ids `input_ids` [1, T] (int64 or int32) to
-// `logits` [1, T, V] (f32) is a causal language model. With V = 256 the tokens
+// A module whose entry maps token ids `input_ids` [B, T] (int64 or int32) to
+// `logits` [B, T, V] (f32) is a causal language model (B may be static, or
+// dynamic for several sequences per call). With V = 256 the tokens
 // are the bytes of UTF-8 text, so no tokenizer is needed.
 //
 // A module in Hugging Face / optimum's decoder-with-past form also takes, for
@@ -52,18 +53,27 @@ public:
   bool hasCache() const { return !cacheInputs.empty(); }
 
   /// Logits [tokens.size(), V] of one call. Tokens shorter than a static length
-  /// are padded on the right, which a causal model's earlier positions ignore.
+  /// are padded on the right, which a causal model's earlier positions ignore;
+  /// the other rows of a static batch repeat the tokens.
   bool logits(const std::vector<int64_t> &tokens, std::vector<float> &out,
               std::string &err);
+  /// Logits [rows.size(), n, V] of one call over sequences of one length n
+  /// (at most the static batch, when the module has one).
+  bool batchLogits(const std::vector<std::vector<int64_t>> &rows,
+                   std::vector<float> &out, std::string &err);
+  /// The static batch, or 0 when it is dynamic.
+  int64_t staticBatch() const { return fixedBatch; }
 
   /// Perplexity of `tokens` over non-overlapping windows of `window` tokens
   /// (the static length when the module has one): in each window, the logits at
   /// position j score token j+1, so a window of n tokens gives n-1 predictions;
   /// the last, shorter window counts when it has at least 2 tokens.
-  /// `progress(done, total)` is called after each window.
+  /// `progress(done, total)` is called after each call. Each call runs
+  /// `batch` windows (a static batch wins; a cache module runs one).
   bool perplexity(const std::vector<int64_t> &tokens, int64_t window,
                   PerplexityResult &result, std::string &err,
-                  const std::function<void(int64_t, int64_t)> &progress = {});
+                  const std::function<void(int64_t, int64_t)> &progress = {},
+                  int64_t batch = 1);
 
   /// Extends `tokens` by `count` tokens: greedy when temperature is 0, else
   /// sampling from the softmax at that temperature over the top_k most likely
@@ -91,13 +101,16 @@ private:
   bool cachedCall(const std::vector<int64_t> &tokens, std::vector<float> &out,
                   std::string &err);
   void clearCache();
-  HostTensor idTensor(const std::vector<int64_t> &tokens, int64_t length,
-                      int64_t offset = 0) const;
+  /// int64/int32 ids [batch, length] from `rows` (right-padded with 0; rows
+  /// past the given ones repeat the first).
+  HostTensor idTensor(const std::vector<std::vector<int64_t>> &rows,
+                      int64_t batch, int64_t length) const;
 
   Session &session;
   std::string inputName, outputName;
   qfm::DType idType = qfm::DType::I64;
   int64_t fixedLength = 0;
+  int64_t fixedBatch = 0;
   int64_t vocab = 0;
   // Cache modules: input and output names of each cache tensor, the
   // optional inputs, and the tensors kept between calls.
