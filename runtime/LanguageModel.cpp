@@ -325,9 +325,55 @@ bool LanguageModel::perplexity(
   return true;
 }
 
+/// The next token from `row` (the logits) after `context`, as `sampling`
+/// says.
+static int64_t pickToken(const float *row, int64_t vocab,
+                         const std::vector<int64_t> &context,
+                         const LanguageModel::Sampling &sampling,
+                         std::mt19937_64 &rng) {
+  std::vector<double> logit(row, row + vocab);
+  if (sampling.repeatPenalty != 1) {
+    std::vector<bool> seen(size_t(vocab), false);
+    size_t from = context.size() > size_t(sampling.repeatLastN)
+                      ? context.size() - size_t(sampling.repeatLastN)
+                      : 0;
+    for (size_t i = from; i < context.size(); ++i)
+      if (context[i] >= 0 && context[i] < vocab)
+        seen[size_t(context[i])] = true;
+    for (int64_t t = 0; t < vocab; ++t)
+      if (seen[size_t(t)])
+        logit[t] = logit[t] > 0 ? logit[t] / sampling.repeatPenalty
+                                : logit[t] * sampling.repeatPenalty;
+  }
+  if (sampling.temperature <= 0)
+    return std::max_element(logit.begin(), logit.end()) - logit.begin();
+  std::vector<int64_t> order(vocab);
+  std::iota(order.begin(), order.end(), 0);
+  int64_t keep = sampling.topK > 0 ? std::min(sampling.topK, vocab) : vocab;
+  std::partial_sort(order.begin(), order.begin() + keep, order.end(),
+                    [&](int64_t a, int64_t b) { return logit[a] > logit[b]; });
+  std::vector<double> weights(keep);
+  double total = 0;
+  for (int64_t i = 0; i < keep; ++i)
+    total += weights[i] =
+        std::exp((logit[order[i]] - logit[order[0]]) / sampling.temperature);
+  // Nucleus: the most likely tokens until their probability reaches top_p.
+  double mass = 0;
+  for (int64_t i = 0; i < keep; ++i) {
+    mass += weights[i] / total;
+    if (mass >= sampling.topP) {
+      keep = i + 1;
+      break;
+    }
+  }
+  std::discrete_distribution<int64_t> choose(weights.begin(),
+                                             weights.begin() + keep);
+  return order[choose(rng)];
+}
+
 bool LanguageModel::generate(std::vector<int64_t> &tokens, int64_t count,
-                             int64_t window, double temperature, int64_t topK,
-                             uint64_t seed, std::string &err,
+                             int64_t window, const Sampling &sampling,
+                             std::string &err,
                              const std::function<void(int64_t)> &onToken,
                              bool useCache, Stats *stats) {
   if (fixedLength)
@@ -340,21 +386,7 @@ bool LanguageModel::generate(std::vector<int64_t> &tokens, int64_t count,
     err = "the window must hold at least 1 token";
     return false;
   }
-  std::mt19937_64 rng(seed);
-  auto pick = [&](const float *row) -> int64_t {
-    if (temperature <= 0)
-      return std::max_element(row, row + vocab) - row;
-    std::vector<int64_t> order(vocab);
-    std::iota(order.begin(), order.end(), 0);
-    int64_t keep = topK > 0 ? std::min(topK, vocab) : vocab;
-    std::partial_sort(order.begin(), order.begin() + keep, order.end(),
-                      [&](int64_t a, int64_t b) { return row[a] > row[b]; });
-    std::vector<double> weights(keep);
-    for (int64_t i = 0; i < keep; ++i)
-      weights[i] = std::exp((row[order[i]] - row[order[0]]) / temperature);
-    std::discrete_distribution<int64_t> choose(weights.begin(), weights.end());
-    return order[choose(rng)];
-  };
+  std::mt19937_64 rng(sampling.seed);
   // The last `keep` tokens as one call (a prefill).
   auto last = [&](size_t keep) {
     keep = std::min(keep, tokens.size());
@@ -402,7 +434,8 @@ bool LanguageModel::generate(std::vector<int64_t> &tokens, int64_t count,
       (prefill ? stats->prefillSeconds : stats->decodeSeconds) += seconds;
     }
     prefill = false;
-    int64_t next = pick(l.data() + (call.size() - 1) * vocab);
+    int64_t next = pickToken(l.data() + (call.size() - 1) * vocab, vocab,
+                             tokens, sampling, rng);
     tokens.push_back(next);
     if (onToken)
       onToken(next);

@@ -430,6 +430,27 @@ int64_t parseCount(const Options &options, const std::string &name,
   return v;
 }
 
+/// `v` as the shortest decimal that reads back the same ("1", "0.01").
+std::string formatNumber(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
+}
+
+/// --NAME as a number in [min, max] (`fallback` when absent).
+double parseNumber(const Options &options, const std::string &name,
+                   double fallback, double min, double max) {
+  if (!options.has(name))
+    return fallback;
+  std::string text = options.get(name, "");
+  char *end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end || !(v >= min && v <= max))
+    throw Failure("--" + name + " expects a number from " + formatNumber(min) +
+                  " to " + formatNumber(max) + ", got '" + text + "'");
+  return v;
+}
+
 /// The peak resident memory of this process so far.
 double peakMemoryMiB() {
   struct rusage usage;
@@ -529,14 +550,13 @@ int generateMain(const Command &, const std::string &modulePath,
     t &= 0xff;
   int64_t count = parseCount(options, "max-tokens", 64, 0);
   int64_t window = parseCount(options, "window", 256, 1);
-  int64_t topK = parseCount(options, "top-k", 0, 0);
-  int64_t seed = parseCount(options, "seed", 0, 0);
-  std::string temperatureText = options.get("temperature", "0");
-  char *end = nullptr;
-  double temperature = std::strtod(temperatureText.c_str(), &end);
-  if (end == temperatureText.c_str() || *end || temperature < 0)
-    throw Failure("--temperature expects a number >= 0, got '" +
-                  temperatureText + "'");
+  LanguageModel::Sampling sampling;
+  sampling.topK = parseCount(options, "top-k", 0, 0);
+  sampling.seed = uint64_t(parseCount(options, "seed", 0, 0));
+  sampling.repeatLastN = parseCount(options, "repeat-last-n", 64, 0);
+  sampling.temperature = parseNumber(options, "temperature", 0, 0, 1e9);
+  sampling.topP = parseNumber(options, "top-p", 1, 0, 1);
+  sampling.repeatPenalty = parseNumber(options, "repeat-penalty", 1, 0.01, 1e9);
   bool useCache = !options.has("no-cache");
   std::fputs(prompt.c_str(), stdout);
   std::fflush(stdout);
@@ -546,7 +566,7 @@ int generateMain(const Command &, const std::string &modulePath,
   {
     CrashGuard guard;
     ok = s.lm->generate(
-        tokens, count, window, temperature, topK, uint64_t(seed), err,
+        tokens, count, window, sampling, err,
         [](int64_t token) {
           std::fputc(int(token), stdout);
           std::fflush(stdout);
@@ -591,7 +611,7 @@ void benchLanguageModel(LanguageModel &lm, Session &session,
     {
       CrashGuard guard;
       ok = lm.generate(tokens, decodeTokens + 1, promptTokens + decodeTokens,
-                       0.0, 0, 0, err, {}, true, &stats);
+                       LanguageModel::Sampling(), err, {}, true, &stats);
     }
     if (!ok)
       throw Failure(modulePath + ": " + err);
@@ -723,6 +743,14 @@ const std::vector<Command> &commands() {
          "cache"},
         {"temperature", "T", false, "0 (default) is greedy; > 0 samples"},
         {"top-k", "K", false, "sample among the K most likely bytes (0: all)"},
+        {"top-p", "P", false,
+         "then among the most likely bytes whose probability adds up to P "
+         "(default 1: all)"},
+        {"repeat-penalty", "R", false,
+         "divide the logits of bytes among the last --repeat-last-n by R "
+         "(default 1: off; llama.cpp uses 1.1)"},
+        {"repeat-last-n", "N", false,
+         "how many recent bytes the penalty looks at (default 64)"},
         {"seed", "N", false, "random seed for sampling (default 0)"},
         {"window", "N", false, "context tokens per step (default 256)"},
         {"device", "auto|cpu|cuda", false, "where to run"},

@@ -75,21 +75,30 @@ public:
                   const std::function<void(int64_t, int64_t)> &progress = {},
                   int64_t batch = 1);
 
-  /// Extends `tokens` by `count` tokens: greedy when temperature is 0, else
-  /// sampling from the softmax at that temperature over the top_k most likely
-  /// tokens (all when top_k is 0). At most `window` tokens of context: without
-  /// a cache each step recomputes the last `window` tokens; with one, the
-  /// prompt's last `window` tokens fill the cache in one call, then each call
-  /// adds one token, and when the cache is full the last window/2 tokens fill
-  /// it again. `useCache` false makes a cache module recompute like a module
-  /// without one. The times of the calls land in `stats` when given.
+  /// How generate picks each token (llama.cpp's and Hugging Face's knobs).
+  struct Sampling {
+    double temperature = 0; ///< 0: greedy (argmax)
+    int64_t topK = 0;       ///< keep the K most likely (0: all)
+    double topP = 1;        ///< then the smallest set with probability >= P
+    /// Logits of tokens among the last `repeatLastN` are divided by this
+    /// (multiplied when negative); 1 leaves them.
+    double repeatPenalty = 1;
+    int64_t repeatLastN = 64;
+    uint64_t seed = 0;
+  };
   struct Stats {
     int64_t prefillTokens = 0, decodeTokens = 0;
     double prefillSeconds = 0, decodeSeconds = 0;
   };
+  /// Extends `tokens` by `count` tokens picked as `sampling` says. At most
+  /// `window` tokens of context: without a cache each step recomputes the
+  /// last `window` tokens; with one, the prompt's last `window` tokens fill
+  /// the cache in one call, then each call adds one token, and when the cache
+  /// is full the last window/2 tokens fill it again. `useCache` false makes a
+  /// cache module recompute like a module without one. The times of the calls
+  /// land in `stats` when given.
   bool generate(std::vector<int64_t> &tokens, int64_t count, int64_t window,
-                double temperature, int64_t topK, uint64_t seed,
-                std::string &err,
+                const Sampling &sampling, std::string &err,
                 const std::function<void(int64_t token)> &onToken = {},
                 bool useCache = true, Stats *stats = nullptr);
 
