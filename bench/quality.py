@@ -1,10 +1,12 @@
 #!/usr/bin/python3
-"""Quality table: validation perplexity of the bundled LLaMA-style model in float and
-quantized with each method and scheme, with bits per weight and module size, all measured
-in this run. Writes a markdown table (stdout, and --out FILE).
+"""Quality table: validation perplexity and multiple-choice accuracy of the bundled
+LLaMA-style model in float and quantized with each method and scheme, with bits per
+weight and module size, all measured in this run. Writes a markdown table (stdout, and
+--out FILE).
 
   bench/quality.py [--val-bytes 16384] [--nsamples 32] [--seqlen 256]
-                   [--methods rtn,gptq,gptq-seq,awq] [--out FILE]
+                   [--methods rtn,gptq,gptq-seq,awq] [--schemes 4g128,4g32,...]
+                   [--task-items 300] [--out FILE]
 
 Bits per weight count codes, scales and zero points of the quantized linear layers
 (the layer table's bytes) over their parameters; the module size is the whole .qfm
@@ -13,6 +15,9 @@ windows over the first --val-bytes bytes of models/data/val.txt (held out from t
 and calibration); calibration draws --nsamples windows of --seqlen bytes from
 models/data/calib.txt with seed 0. `gptq-seq` is GPTQ with --sequential (each stage of
 linears calibrated on the model whose earlier stages are already quantized).
+Accuracy is `qforge-run eval` (lm-evaluation-harness's acc_norm: the choice of highest
+log-likelihood per byte) on the first --task-items items of models/data/tasks/
+cloze.jsonl and next_sentence.jsonl (4 choices each: chance is 0.25).
 """
 import argparse
 import math
@@ -34,11 +39,19 @@ p.add_argument("--val-bytes", type=int, default=16384)
 p.add_argument("--nsamples", type=int, default=32)
 p.add_argument("--seqlen", type=int, default=256)
 p.add_argument("--methods", default="rtn,gptq,awq")
+p.add_argument("--schemes", default=None, help="comma list of 4g128, 4g32, 3g128, 3pc, 2g32 "
+               "(default: all)")
+p.add_argument("--task-items", type=int, default=300)
 p.add_argument("--out", default=None)
 a = p.parse_args()
+TASKS = ["cloze", "next_sentence"]
 
 SCHEMES = [("4-bit g128", 4, 128), ("4-bit g32", 4, 32), ("3-bit g128", 3, 128),
            ("3-bit per-channel", 3, -1), ("2-bit g32", 2, 32)]
+SHORT = {"4-bit g128": "4g128", "4-bit g32": "4g32", "3-bit g128": "3g128",
+         "3-bit per-channel": "3pc", "2-bit g32": "2g32"}
+if a.schemes:
+    SCHEMES = [s for s in SCHEMES if SHORT[s[0]] in a.schemes.split(",")]
 CALIBRATED = {"gptq", "gptq-seq", "awq"}
 LABELS = {"rtn": "RTN", "gptq": "GPTQ", "gptq-seq": "GPTQ seq", "awq": "AWQ"}
 
@@ -60,7 +73,14 @@ def compile_and_score(d, tag, args, val):
     ppl = subprocess.run([os.path.join(bindir, "qforge-run"), qfm, "perplexity", "--text", val,
                           "--window", "256"], check=True, capture_output=True, text=True).stdout
     nats = float(re.search(r"nats/byte ([0-9.]+)", ppl).group(1))
-    return nats, qbytes, os.path.getsize(qfm), compile_s
+    accs = []
+    for task in TASKS:
+        out = subprocess.run([os.path.join(bindir, "qforge-run"), qfm, "eval", "--task",
+                              os.path.join(root, "models", "data", "tasks", task + ".jsonl"),
+                              "--limit", str(a.task_items)],
+                             check=True, capture_output=True, text=True).stdout
+        accs.append(re.search(r"acc_norm ([0-9.]+ ± [0-9.]+)", out).group(1))
+    return nats, qbytes, os.path.getsize(qfm), compile_s, accs
 
 
 params = linear_params()
@@ -70,9 +90,9 @@ with tempfile.TemporaryDirectory() as d:
     with open(os.path.join(root, "models", "data", "val.txt"), "rb") as src, \
             open(val, "wb") as dst:
         dst.write(src.read(a.val_bytes))
-    nats, _, size, cs = compile_and_score(d, "fp32", ["--method", "none"], val)
+    nats, _, size, cs, accs = compile_and_score(d, "fp32", ["--method", "none"], val)
     base = nats
-    rows.append(("FP32", "-", nats, 32.0, size, cs))
+    rows.append(("FP32", "-", nats, 32.0, size, cs, accs))
     print(f"FP32: {nats:.4f} nats/byte ({cs:.0f} s)", file=sys.stderr, flush=True)
     for label, bits, group in SCHEMES:
         for method in a.methods.split(","):
@@ -82,17 +102,19 @@ with tempfile.TemporaryDirectory() as d:
             if method in CALIBRATED:
                 args += ["--calib", os.path.join(root, "models", "data", "calib.txt"),
                          "--nsamples", str(a.nsamples), "--seqlen", str(a.seqlen)]
-            nats, qbytes, size, cs = compile_and_score(d, f"{method}{bits}g{group}", args, val)
-            rows.append((LABELS[method], label, nats, 8.0 * qbytes / params, size, cs))
+            nats, qbytes, size, cs, accs = compile_and_score(d, f"{method}{bits}g{group}",
+                                                             args, val)
+            rows.append((LABELS[method], label, nats, 8.0 * qbytes / params, size, cs, accs))
             print(f"{method} {label}: {nats:.4f} nats/byte ({cs:.0f} s)", file=sys.stderr,
                   flush=True)
 
-lines = [f"| method | scheme | nats/byte | perplexity | vs FP32 | bits/weight | module MiB |",
-         "|---|---|---:|---:|---:|---:|---:|"]
-for method, label, nats, bpw, size, _ in rows:
+lines = [f"| method | scheme | nats/byte | perplexity | vs FP32 | bits/weight | module MiB | "
+         f"cloze acc_norm | next-sentence acc_norm |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+for method, label, nats, bpw, size, _, accs in rows:
     lines.append(f"| {method} | {label} | {nats:.4f} | {math.exp(nats):.4f} | "
                  f"{100.0 * (math.exp(nats) / math.exp(base) - 1.0):+.2f}% | {bpw:.2f} | "
-                 f"{size / 2**20:.2f} |")
+                 f"{size / 2**20:.2f} | {accs[0]} | {accs[1]} |")
 text = "\n".join(lines) + "\n"
 print(text)
 if a.out:

@@ -287,6 +287,8 @@ bool LanguageModel::perplexity(
   double nll = 0;
   int64_t predictions = 0;
   std::vector<float> l;
+  result.nllAt.assign(size_t(window), 0.0);
+  result.countAt.assign(size_t(window), 0);
   for (int64_t w = 0; w < windows;) {
     std::vector<std::vector<int64_t>> group;
     while (w < windows && int64_t(group.size()) < perCall) {
@@ -310,8 +312,11 @@ bool LanguageModel::perplexity(
           err = "token " + std::to_string(next) + " is outside the vocabulary";
           return false;
         }
-        nll += logSumExp(row, vocab) - row[next];
+        double loss = logSumExp(row, vocab) - row[next];
+        nll += loss;
         ++predictions;
+        result.nllAt[size_t(j)] += loss;
+        ++result.countAt[size_t(j)];
       }
     }
     if (progress)
@@ -322,6 +327,43 @@ bool LanguageModel::perplexity(
   result.predictions = predictions;
   result.windows = windows;
   result.window = window;
+  return true;
+}
+
+bool LanguageModel::continuationLogLikelihood(
+    const std::vector<int64_t> &context,
+    const std::vector<int64_t> &continuation, int64_t window,
+    double &logLikelihood, bool &greedy, std::string &err) {
+  if (fixedLength)
+    window = fixedLength;
+  int64_t n = static_cast<int64_t>(continuation.size());
+  if (n == 0 || context.empty()) {
+    err = "the context and the continuation must each hold a token";
+    return false;
+  }
+  if (n >= window) {
+    err = "a continuation of " + std::to_string(n) +
+          " tokens does not fit a window of " + std::to_string(window);
+    return false;
+  }
+  size_t keep = std::min(context.size(), size_t(window - n));
+  std::vector<int64_t> tokens(context.end() - keep, context.end());
+  tokens.insert(tokens.end(), continuation.begin(), continuation.end());
+  std::vector<float> l;
+  if (!logits(tokens, l, err))
+    return false;
+  logLikelihood = 0;
+  greedy = true;
+  for (int64_t i = 0; i < n; ++i) {
+    const float *row = l.data() + (int64_t(keep) + i - 1) * vocab;
+    int64_t t = continuation[size_t(i)];
+    if (t < 0 || t >= vocab) {
+      err = "token " + std::to_string(t) + " is outside the vocabulary";
+      return false;
+    }
+    logLikelihood += row[t] - logSumExp(row, vocab);
+    greedy &= std::max_element(row, row + vocab) - row == t;
+  }
   return true;
 }
 

@@ -18,10 +18,13 @@
 #include "qforge/Runtime/LanguageModel.h"
 #include "qforge/Runtime/Runtime.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -526,6 +529,20 @@ int perplexityMain(const Command &, const std::string &modulePath,
       "window %lld\n",
       r.natsPerToken, r.perplexity, (long long)r.predictions,
       (long long)r.windows, (long long)r.window);
+  // Long-context view: the loss by position in the window.
+  int64_t bucket = parseCount(options, "by-position", 0, 0);
+  for (int64_t b0 = 0; bucket > 0 && b0 < r.window - 1; b0 += bucket) {
+    double nll = 0;
+    int64_t count = 0;
+    for (int64_t j = b0; j < std::min(b0 + bucket, r.window); ++j) {
+      nll += r.nllAt[size_t(j)];
+      count += r.countAt[size_t(j)];
+    }
+    if (count)
+      std::printf("positions %lld-%lld  nats/byte %.6f  predictions %lld\n",
+                  (long long)b0, (long long)std::min(b0 + bucket, r.window),
+                  nll / double(count), (long long)count);
+  }
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
@@ -536,6 +553,130 @@ int perplexityMain(const Command &, const std::string &modulePath,
                (long long)processed, seconds,
                seconds > 0 ? double(processed) / seconds : 0.0,
                (long long)r.window, peakMemoryMiB());
+  return 0;
+}
+
+/// Accuracy with its standard error (of the mean of n 0/1 outcomes, as
+/// lm-evaluation-harness reports it).
+std::string accuracy(int64_t right, int64_t n) {
+  double p = n ? double(right) / double(n) : 0;
+  double se = n > 1 ? std::sqrt(p * (1 - p) / double(n - 1)) : 0;
+  char text[64];
+  std::snprintf(text, sizeof text, "%.4f ± %.4f", p, se);
+  return text;
+}
+
+int evalMain(const Command &, const std::string &modulePath,
+             const Options &options) {
+  if (!options.has("task"))
+    throw Failure("eval needs --task FILE.jsonl");
+  std::string path = options.get("task", "");
+  LMSession s = openLanguageModel(modulePath, options);
+  int64_t window = parseCount(options, "window", 256, 2);
+  int64_t limit = parseCount(options, "limit", 0, 0);
+  std::vector<uint8_t> data;
+  std::string err;
+  if (!readFileBytes(path, data, err))
+    throw Failure(err);
+  // One item per line: {"context": TEXT, "choices": [TEXT, ...], "gold": I}.
+  struct Item {
+    std::vector<int64_t> context;
+    std::vector<std::vector<int64_t>> choices;
+    int64_t gold;
+  };
+  std::vector<Item> items;
+  auto toTokens = [](const std::string &text) {
+    return std::vector<int64_t>(
+        reinterpret_cast<const unsigned char *>(text.data()),
+        reinterpret_cast<const unsigned char *>(text.data()) + text.size());
+  };
+  std::string text(data.begin(), data.end());
+  size_t lineNo = 0;
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos)
+      end = text.size();
+    std::string line = text.substr(at, end - at);
+    at = end + 1;
+    ++lineNo;
+    if (line.find_first_not_of(" \t\r") == std::string::npos)
+      continue;
+    std::string where = path + ":" + std::to_string(lineNo) + ": ";
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+      throw Failure(where + "not a JSON object");
+    if (!j.contains("context") || !j["context"].is_string() ||
+        !j.contains("choices") || !j["choices"].is_array() ||
+        j["choices"].size() < 2 || !j.contains("gold") ||
+        !j["gold"].is_number_integer())
+      throw Failure(where + "expects {\"context\": text, \"choices\": "
+                            "[text, text, ...], \"gold\": index}");
+    Item item;
+    item.context = toTokens(j["context"].get<std::string>());
+    for (const nlohmann::json &c : j["choices"]) {
+      if (!c.is_string() || c.get<std::string>().empty())
+        throw Failure(where + "every choice must be a non-empty text");
+      item.choices.push_back(toTokens(c.get<std::string>()));
+    }
+    item.gold = j["gold"].get<int64_t>();
+    if (item.gold < 0 || item.gold >= int64_t(item.choices.size()))
+      throw Failure(where + "gold " + std::to_string(item.gold) +
+                    " is not the index of a choice");
+    if (item.context.empty())
+      throw Failure(where + "the context is empty");
+    items.push_back(std::move(item));
+    if (limit && int64_t(items.size()) == limit)
+      break;
+  }
+  if (items.empty())
+    throw Failure(path + ": no items");
+  // As lm-evaluation-harness: acc takes the choice of highest
+  // log-likelihood, acc_norm the highest per byte of the choice.
+  int64_t right = 0, rightNorm = 0, tokensRun = 0;
+  bool tty = ::isatty(STDERR_FILENO);
+  auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Item &item = items[i];
+    double best = -INFINITY, bestNorm = -INFINITY;
+    int64_t pick = 0, pickNorm = 0;
+    for (size_t c = 0; c < item.choices.size(); ++c) {
+      double ll;
+      bool greedy;
+      bool ok;
+      {
+        CrashGuard guard;
+        ok = s.lm->continuationLogLikelihood(item.context, item.choices[c],
+                                             window, ll, greedy, err);
+      }
+      if (!ok)
+        throw Failure(path + ":" + std::to_string(i + 1) + ": " + err);
+      tokensRun += int64_t(std::min(
+          item.context.size() + item.choices[c].size(), size_t(window)));
+      double norm = ll / double(item.choices[c].size());
+      if (ll > best)
+        best = ll, pick = int64_t(c);
+      if (norm > bestNorm)
+        bestNorm = norm, pickNorm = int64_t(c);
+    }
+    right += pick == item.gold;
+    rightNorm += pickNorm == item.gold;
+    if (tty)
+      std::fprintf(stderr, "\rqforge-run: item %zu/%zu", i + 1, items.size());
+  }
+  if (tty)
+    std::fputc('\n', stderr);
+  int64_t n = int64_t(items.size());
+  std::printf("items %lld  acc %s  acc_norm %s\n", (long long)n,
+              accuracy(right, n).c_str(), accuracy(rightNorm, n).c_str());
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  std::fprintf(stderr,
+               "qforge-run: %lld tokens in %.2f s (%.1f tokens/s); peak "
+               "memory %.1f MiB\n",
+               (long long)tokensRun, seconds,
+               seconds > 0 ? double(tokensRun) / seconds : 0.0,
+               peakMemoryMiB());
   return 0;
 }
 
@@ -731,9 +872,24 @@ const std::vector<Command> &commands() {
          "tokens per window (default 256; a static sequence length wins)"},
         {"batch", "N", false,
          "windows per call (default 1; a static batch wins)"},
+        {"by-position", "N", false,
+         "also print the loss by position in the window, in buckets of N "
+         "(0-N, N-2N, ...)"},
         {"device", "auto|cpu|cuda", false, "where to run"},
         {"threads", "N", false, "CPU threads (default: all cores)"}},
        perplexityMain},
+      {"eval",
+       "score a multiple-choice task as lm-evaluation-harness does (acc, "
+       "acc_norm)",
+       {{"task", "FILE", false,
+         "JSON lines {\"context\": text, \"choices\": [text, ...], "
+         "\"gold\": index}"},
+        {"limit", "N", false, "the first N items only (default: all)"},
+        {"window", "N", false,
+         "tokens per call; longer contexts lose their start (default 256)"},
+        {"device", "auto|cpu|cuda", false, "where to run"},
+        {"threads", "N", false, "CPU threads (default: all cores)"}},
+       evalMain},
       {"generate",
        "continue a prompt with a byte-level language model",
        {{"prompt", "TEXT", false, "the text to continue"},

@@ -38,6 +38,10 @@ struct PerplexityResult {
   int64_t predictions = 0; ///< tokens scored
   int64_t windows = 0;
   int64_t window = 0; ///< tokens per window
+  /// Per position j in the window (predicting token j + 1): the summed
+  /// negative log-likelihood and the number of predictions.
+  std::vector<double> nllAt;
+  std::vector<int64_t> countAt;
 };
 
 class LanguageModel {
@@ -74,6 +78,15 @@ public:
                   PerplexityResult &result, std::string &err,
                   const std::function<void(int64_t, int64_t)> &progress = {},
                   int64_t batch = 1);
+
+  /// log P(continuation | context), summed over the continuation's tokens,
+  /// from one call over context + continuation (the context cut from the
+  /// left to fit `window`); `greedy` says whether every continuation token
+  /// was the most likely one.
+  bool continuationLogLikelihood(const std::vector<int64_t> &context,
+                                 const std::vector<int64_t> &continuation,
+                                 int64_t window, double &logLikelihood,
+                                 bool &greedy, std::string &err);
 
   /// How generate picks each token (llama.cpp's and Hugging Face's knobs).
   struct Sampling {
