@@ -17,6 +17,9 @@
 
 #include "GraphConverter.h"
 
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
 #include "mlir/Dialect/Tosa/IR/TosaOps.h"
 
 #include <numeric>
@@ -289,8 +292,62 @@ LogicalResult convertCumSum(NodeContext &ctx) {
   }
 
   FailureOr<TypedValue<RankedTensorType>> x = ctx.getTensorInput(0);
-  if (failed(x) || failed(ctx.requireStatic(*type, "input")))
+  if (failed(x))
     return failure();
+  if (!type->hasStaticShape()) {
+    // Sizes known only at run time: out[..., i, ...] = sum over j of
+    // x[..., j, ...] where j contributes to i, as one linalg.generic with j
+    // a reduction dimension (integers summed exactly in their own type).
+    OpBuilder &b = ctx.getBuilder();
+    Location loc = ctx.getLoc();
+    MLIRContext *mc = ctx.getContext();
+    SmallVector<Value> dynamic;
+    for (int64_t d = 0; d < rank; ++d)
+      if (type->isDynamicDim(d))
+        dynamic.push_back(ctx.dimValue(SymDim::of(*x, d)));
+    Value init =
+        tensor::EmptyOp::create(b, loc, type->getShape(), elementType, dynamic);
+    TypedAttr zeroAttr = isa<FloatType>(elementType)
+                             ? TypedAttr(b.getFloatAttr(elementType, 0.0))
+                             : TypedAttr(b.getIntegerAttr(elementType, 0));
+    Value zero = arith::ConstantOp::create(b, loc, zeroAttr);
+    init = linalg::FillOp::create(b, loc, ValueRange{zero}, ValueRange{init})
+               .getResult(0);
+    // Dimensions: the input's, then j (the summed position) last.
+    SmallVector<AffineExpr> in, out;
+    for (int64_t d = 0; d < rank; ++d) {
+      in.push_back(d == *axis ? getAffineDimExpr(rank, mc)
+                              : getAffineDimExpr(d, mc));
+      out.push_back(getAffineDimExpr(d, mc));
+    }
+    SmallVector<AffineMap> maps = {AffineMap::get(rank + 1, 0, in, mc),
+                                   AffineMap::get(rank + 1, 0, out, mc)};
+    SmallVector<utils::IteratorType> iterators(rank + 1,
+                                               utils::IteratorType::parallel);
+    iterators.back() = utils::IteratorType::reduction;
+    int64_t a = *axis;
+    auto generic = linalg::GenericOp::create(
+        b, loc, TypeRange{init.getType()}, ValueRange{*x}, ValueRange{init},
+        maps, iterators, [&](OpBuilder &nb, Location nl, ValueRange args) {
+          Value i = linalg::IndexOp::create(nb, nl, a);
+          Value j = linalg::IndexOp::create(nb, nl, rank);
+          arith::CmpIPredicate pred =
+              reverse ? (exclusive ? arith::CmpIPredicate::ugt
+                                   : arith::CmpIPredicate::uge)
+                      : (exclusive ? arith::CmpIPredicate::ult
+                                   : arith::CmpIPredicate::ule);
+          Value takes = arith::CmpIOp::create(nb, nl, pred, j, i);
+          Value term = arith::SelectOp::create(
+              nb, nl, takes, args[0],
+              arith::ConstantOp::create(nb, nl, zeroAttr));
+          Value sum = isa<FloatType>(elementType)
+                          ? Value(arith::AddFOp::create(nb, nl, args[1], term))
+                          : Value(arith::AddIOp::create(nb, nl, args[1], term));
+          linalg::YieldOp::create(nb, nl, sum);
+        });
+    ctx.setOutput(0, generic.getResult(0));
+    return success();
+  }
   if (type->getNumElements() == 0) {
     ctx.setOutput(0, *x);
     return success();
