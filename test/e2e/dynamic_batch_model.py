@@ -5,7 +5,16 @@ embedding Gather, a MatMul with a weight and an Add, and its numpy reference.
   dynamic_batch_model.py make MODEL.onnx
   dynamic_batch_model.py input B T IDS.npy
   dynamic_batch_model.py check IDS.npy Y.npy      prints PASS (shape) when Y matches numpy
+
+And CumSum over dimensions known only at run time, as exporters write position ids from
+an attention mask: position_ids = CumSum(attention_mask, 1) - 1 (int64), and a float
+CumSum of x, exclusive and reversed, both of shape ['batch', 'seq']:
+
+  dynamic_batch_model.py make-cumsum MODEL.onnx
+  dynamic_batch_model.py input-cumsum B T DIR     writes DIR/mask.npy and DIR/x.npy
+  dynamic_batch_model.py check-cumsum DIR         compares DIR/pos.npy, DIR/rev.npy to numpy
 """
+import os
 import sys
 
 import numpy as np
@@ -22,6 +31,49 @@ def weights():
             rng.standard_normal(N).astype(np.float32))
 
 
+def save(graph, path):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def make_cumsum(path):
+    nodes = [
+        helper.make_node("Constant", [], ["axis"],
+                         value=helper.make_tensor("axis", TensorProto.INT64, [], [1])),
+        helper.make_node("Constant", [], ["one"],
+                         value=helper.make_tensor("one", TensorProto.INT64, [], [1])),
+        helper.make_node("CumSum", ["attention_mask", "axis"], ["counts"]),
+        helper.make_node("Sub", ["counts", "one"], ["position_ids"]),
+        helper.make_node("CumSum", ["x", "axis"], ["rev"], exclusive=1, reverse=1),
+    ]
+    dims = ["batch", "seq"]
+    save(helper.make_graph(
+        nodes, "dynamic_cumsum",
+        [helper.make_tensor_value_info("attention_mask", TensorProto.INT64, dims),
+         helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("position_ids", TensorProto.INT64, dims),
+         helper.make_tensor_value_info("rev", TensorProto.FLOAT, dims)]), path)
+
+
+def cumsum_input(B, T, d):
+    rng = np.random.default_rng(B * 100 + T)
+    mask = np.ones((B, T), dtype=np.int64)
+    mask[0, : T // 2] = 0  # left padding in the first row
+    np.save(os.path.join(d, "mask.npy"), mask)
+    np.save(os.path.join(d, "x.npy"), rng.standard_normal((B, T)).astype(np.float32))
+
+
+def cumsum_check(d):
+    mask, x = np.load(os.path.join(d, "mask.npy")), np.load(os.path.join(d, "x.npy"))
+    pos, rev = np.load(os.path.join(d, "pos.npy")), np.load(os.path.join(d, "rev.npy"))
+    want_rev = np.flip(np.cumsum(np.flip(x, 1), 1), 1) - x
+    ok = (pos.dtype == np.int64 and np.array_equal(pos, np.cumsum(mask, 1) - 1)
+          and np.allclose(rev, want_rev, rtol=1e-5, atol=1e-5))
+    print(f"{'PASS' if ok else 'FAIL'} {pos.shape}")
+    sys.exit(0 if ok else 1)
+
+
 def make(path):
     emb, w, b = weights()
     nodes = [
@@ -36,15 +88,19 @@ def make(path):
         [numpy_helper.from_array(emb, "embed.weight"),
          numpy_helper.from_array(w, "proj.weight"),
          numpy_helper.from_array(b, "proj.bias")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
+    save(graph, path)
 
 
 def main():
     cmd = sys.argv[1]
     if cmd == "make":
         make(sys.argv[2])
+    elif cmd == "make-cumsum":
+        make_cumsum(sys.argv[2])
+    elif cmd == "input-cumsum":
+        cumsum_input(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    elif cmd == "check-cumsum":
+        cumsum_check(sys.argv[2])
     elif cmd == "input":
         B, T = int(sys.argv[2]), int(sys.argv[3])
         ids = np.random.default_rng(B * 100 + T).integers(0, V, size=(B, T)).astype(np.int64)
