@@ -534,15 +534,72 @@ LogicalResult convertRange(NodeContext &ctx) {
 
 /// Expand(input, shape): bidirectional broadcast. A constant input folds
 /// when the result is small or uniform; otherwise `tosa.tile`.
+/// Expand where the input or the requested shape has sizes known only at
+/// run time: one linalg.generic that reads the input with index 0 along the
+/// dimensions it broadcasts (a static 1), and in place along the others
+/// (where a run-time size is taken to match, as ONNX requires unless it is 1).
+static LogicalResult convertRuntimeExpand(NodeContext &ctx,
+                                          RankedTensorType type) {
+  std::optional<ShapeValue> requested = ctx.getShapeInput(1);
+  if (!requested || requested->type.getRank() != 1)
+    return ctx.fail("shape must be a 1-D integer tensor");
+  FailureOr<Value> input = ctx.getInput(0);
+  if (failed(input))
+    return failure();
+  int64_t rank = std::max<int64_t>(type.getRank(), requested->elements.size());
+  Value x = ctx.expandRank(*input, rank);
+  auto xType = cast<RankedTensorType>(x.getType());
+  int64_t offset = rank - int64_t(requested->elements.size());
+  OpBuilder &b = ctx.getBuilder();
+  MLIRContext *mc = ctx.getContext();
+  SmallVector<int64_t> shape;
+  SmallVector<Value> dynamic;
+  SmallVector<AffineExpr> in;
+  for (int64_t d = 0; d < rank; ++d) {
+    int64_t size = xType.getDimSize(d);
+    std::optional<SymDim> q;
+    if (d >= offset)
+      q = requested->elements[size_t(d - offset)];
+    bool broadcasts = size == 1 && q && !(q->isKnown() && q->value == 1);
+    in.push_back(broadcasts ? getAffineConstantExpr(0, mc)
+                            : getAffineDimExpr(d, mc));
+    if (broadcasts) {
+      shape.push_back(q->isKnown() ? q->value : ShapedType::kDynamic);
+      if (!q->isKnown())
+        dynamic.push_back(ctx.dimValue(*q));
+    } else if (q && q->isKnown() && q->value != 1 && size >= 0 &&
+               size != q->value) {
+      return ctx.fail("cannot expand dimension " + Twine(d) + " of size " +
+                      Twine(size) + " to " + Twine(q->value));
+    } else {
+      shape.push_back(size);
+      if (ShapedType::isDynamic(size))
+        dynamic.push_back(ctx.dimValue(SymDim::of(x, d)));
+    }
+  }
+  Type elementType = type.getElementType();
+  Value init =
+      tensor::EmptyOp::create(b, ctx.getLoc(), shape, elementType, dynamic);
+  SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, in, mc),
+                                 b.getMultiDimIdentityMap(rank)};
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  auto generic = linalg::GenericOp::create(
+      b, ctx.getLoc(), TypeRange{init.getType()}, ValueRange{x},
+      ValueRange{init}, maps, iterators,
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        linalg::YieldOp::create(nb, nl, args[0]);
+      });
+  ctx.setOutput(0, generic.getResult(0));
+  return success();
+}
+
 LogicalResult convertExpand(NodeContext &ctx) {
   FailureOr<RankedTensorType> type = dataType(ctx);
   if (failed(type))
     return failure();
-  if (failed(ctx.requireStatic(*type, "input")))
-    return failure();
-  if (ctx.isSymbolicInput(1))
-    return ctx.fail("a shape known only at run time is not supported; pass "
-                    "--shape");
+  if (!type->hasStaticShape() || ctx.isSymbolicInput(1))
+    return convertRuntimeExpand(ctx, *type);
   FailureOr<SmallVector<int64_t>> requested = getIntVector(ctx, 1, "shape");
   if (failed(requested))
     return failure();

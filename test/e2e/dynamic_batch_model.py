@@ -6,13 +6,15 @@ embedding Gather, a MatMul with a weight and an Add, and its numpy reference.
   dynamic_batch_model.py input B T IDS.npy
   dynamic_batch_model.py check IDS.npy Y.npy      prints PASS (shape) when Y matches numpy
 
-And CumSum over dimensions known only at run time, as exporters write position ids from
-an attention mask: position_ids = CumSum(attention_mask, 1) - 1 (int64), and a float
-CumSum of x, exclusive and reversed, both of shape ['batch', 'seq']:
+And CumSum and Expand over dimensions known only at run time, as exporters write position
+ids from an attention mask: position_ids = CumSum(attention_mask, 1) - 1 (int64), a float
+CumSum of x, exclusive and reversed, both of shape ['batch', 'seq']; x expanded to
+[batch, 3, seq] (a shape from Shape) and to [2, batch, seq] (a constant shape):
 
   dynamic_batch_model.py make-cumsum MODEL.onnx
   dynamic_batch_model.py input-cumsum B T DIR     writes DIR/mask.npy and DIR/x.npy
-  dynamic_batch_model.py check-cumsum DIR         compares DIR/pos.npy, DIR/rev.npy to numpy
+  dynamic_batch_model.py check-cumsum DIR         compares DIR/{pos,rev,expanded,doubled}.npy
+                                                  to numpy
 """
 import os
 import sys
@@ -46,6 +48,19 @@ def make_cumsum(path):
         helper.make_node("CumSum", ["attention_mask", "axis"], ["counts"]),
         helper.make_node("Sub", ["counts", "one"], ["position_ids"]),
         helper.make_node("CumSum", ["x", "axis"], ["rev"], exclusive=1, reverse=1),
+        # Expand to a shape computed from Shape ([batch, 3, seq]), and of an input with
+        # dynamic sizes to a constant shape ([2, batch, seq]).
+        helper.make_node("Shape", ["x"], ["xs"]),
+        helper.make_node("Constant", [], ["i0"], value=helper.make_tensor("i0", TensorProto.INT64, [1], [0])),
+        helper.make_node("Constant", [], ["i1"], value=helper.make_tensor("i1", TensorProto.INT64, [1], [1])),
+        helper.make_node("Constant", [], ["three"], value=helper.make_tensor("three", TensorProto.INT64, [1], [3])),
+        helper.make_node("Gather", ["xs", "i0"], ["b"]),
+        helper.make_node("Gather", ["xs", "i1"], ["t"]),
+        helper.make_node("Concat", ["b", "three", "t"], ["target"], axis=0),
+        helper.make_node("Unsqueeze", ["x", "i1"], ["x1"]),
+        helper.make_node("Expand", ["x1", "target"], ["expanded"]),
+        helper.make_node("Constant", [], ["twice"], value=helper.make_tensor("twice", TensorProto.INT64, [3], [2, 1, 1])),
+        helper.make_node("Expand", ["x", "twice"], ["doubled"]),
     ]
     dims = ["batch", "seq"]
     save(helper.make_graph(
@@ -53,7 +68,10 @@ def make_cumsum(path):
         [helper.make_tensor_value_info("attention_mask", TensorProto.INT64, dims),
          helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
         [helper.make_tensor_value_info("position_ids", TensorProto.INT64, dims),
-         helper.make_tensor_value_info("rev", TensorProto.FLOAT, dims)]), path)
+         helper.make_tensor_value_info("rev", TensorProto.FLOAT, dims),
+         helper.make_tensor_value_info("expanded", TensorProto.FLOAT, ["batch", 3, "seq"]),
+         helper.make_tensor_value_info("doubled", TensorProto.FLOAT, [2, "batch", "seq"])]),
+        path)
 
 
 def cumsum_input(B, T, d):
@@ -68,8 +86,12 @@ def cumsum_check(d):
     mask, x = np.load(os.path.join(d, "mask.npy")), np.load(os.path.join(d, "x.npy"))
     pos, rev = np.load(os.path.join(d, "pos.npy")), np.load(os.path.join(d, "rev.npy"))
     want_rev = np.flip(np.cumsum(np.flip(x, 1), 1), 1) - x
+    expanded = np.load(os.path.join(d, "expanded.npy"))
+    doubled = np.load(os.path.join(d, "doubled.npy"))
     ok = (pos.dtype == np.int64 and np.array_equal(pos, np.cumsum(mask, 1) - 1)
-          and np.allclose(rev, want_rev, rtol=1e-5, atol=1e-5))
+          and np.allclose(rev, want_rev, rtol=1e-5, atol=1e-5)
+          and np.array_equal(expanded, np.broadcast_to(x[:, None, :], (x.shape[0], 3, x.shape[1])))
+          and np.array_equal(doubled, np.broadcast_to(x, (2,) + x.shape)))
     print(f"{'PASS' if ok else 'FAIL'} {pos.shape}")
     sys.exit(0 if ok else 1)
 
