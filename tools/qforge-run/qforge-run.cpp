@@ -715,6 +715,7 @@ int generateMain(const Command &, const std::string &modulePath,
         useCache, &stats);
   }
   std::fputc('\n', stdout);
+  std::fflush(stdout); // the text before the statistics, also through a pipe
   if (!ok)
     throw Failure(modulePath + ": " + err);
   auto rate = [](int64_t n, double seconds) {
