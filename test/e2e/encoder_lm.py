@@ -1,11 +1,12 @@
-"""encoder_lm.py OUT.onnx DIR
+"""encoder_lm.py DIR  (needs python3-torch; the outputs are committed in test/e2e/Inputs/)
 
 A byte-level language model built from torch's own nn.TransformerEncoder (pre-norm, GELU,
 learned positions, 2 layers of width 64 with 4 heads, an untied head), with the causal mask
 computed in the graph from torch.arange(T), exported by torch.onnx with the sequence length
 dynamic: the export has a Range whose limit comes from Shape, and the two layers' equal
-weights may be stored once. DIR gets ids<T>.npy (the first T bytes of a sentence as input
-ids) and ref<T>.npy (torch's logits for them) for T = 48 and T = 5.
+weights may be stored once. DIR gets encoder_lm.onnx, and encoder_lm_ids<T>.npy (the first
+T bytes of a sentence as input ids) and encoder_lm_ref<T>.npy (torch's logits for them) for
+T = 48 and T = 5.
 """
 import inspect
 import sys
@@ -35,7 +36,8 @@ class EncoderLM(torch.nn.Module):
 
 
 def main():
-    out, d = sys.argv[1:3]
+    d = sys.argv[1]
+    out = f"{d}/encoder_lm.onnx"
     text = b"It is a truth universally acknowledged, that a single man in possession"
     ids = torch.from_numpy(np.frombuffer(text, dtype=np.uint8).astype(np.int64)[None, :48].copy())
     model = EncoderLM().eval()
@@ -47,8 +49,8 @@ def main():
                           input_names=["input_ids"], output_names=["logits"],
                           dynamic_axes={"input_ids": {1: "T"}, "logits": {1: "T"}}, **kw)
         for T in (48, 5):
-            np.save(f"{d}/ids{T}.npy", ids[:, :T].numpy())
-            np.save(f"{d}/ref{T}.npy", model(ids[:, :T]).numpy())
+            np.save(f"{d}/encoder_lm_ids{T}.npy", ids[:, :T].numpy())
+            np.save(f"{d}/encoder_lm_ref{T}.npy", model(ids[:, :T]).numpy())
     import onnx
     ops = sorted({n.op_type for n in onnx.load(out).graph.node})
     print("ops:", " ".join(ops))
