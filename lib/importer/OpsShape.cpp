@@ -624,14 +624,69 @@ LogicalResult convertExpand(NodeContext &ctx) {
 }
 
 /// Tile(input, repeats).
+/// Tile where the input's sizes or the repeats are known only at run time:
+/// out[i] = x[i mod size], a linalg.generic that reads x with tensor.extract.
+static LogicalResult convertRuntimeTile(NodeContext &ctx,
+                                        RankedTensorType type) {
+  std::optional<ShapeValue> repeats = ctx.getShapeInput(1);
+  int64_t rank = type.getRank();
+  if (!repeats || int64_t(repeats->elements.size()) != rank)
+    return ctx.fail("repeats must be a 1-D integer tensor of " + Twine(rank) +
+                    " elements");
+  FailureOr<Value> input = ctx.getInput(0);
+  if (failed(input))
+    return failure();
+  Value x = *input;
+  OpBuilder &b = ctx.getBuilder();
+  Location loc = ctx.getLoc();
+  SmallVector<int64_t> shape;
+  SmallVector<Value> dynamic, sizes;
+  for (int64_t d = 0; d < rank; ++d) {
+    const SymDim &r = repeats->elements[size_t(d)];
+    if (r.isKnown() && r.value < 0)
+      return ctx.fail("negative repeat " + Twine(r.value));
+    int64_t size = type.getDimSize(d);
+    Value sizeValue = ctx.dimValue(SymDim::of(x, d));
+    sizes.push_back(sizeValue);
+    if (r.isKnown() && !ShapedType::isDynamic(size)) {
+      shape.push_back(size * r.value);
+      continue;
+    }
+    shape.push_back(ShapedType::kDynamic);
+    dynamic.push_back(
+        arith::MulIOp::create(b, loc, sizeValue, ctx.dimValue(r)));
+  }
+  Type elementType = type.getElementType();
+  Value init = tensor::EmptyOp::create(b, loc, shape, elementType, dynamic);
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  auto generic = linalg::GenericOp::create(
+      b, loc, TypeRange{init.getType()}, ValueRange{}, ValueRange{init},
+      SmallVector<AffineMap>{b.getMultiDimIdentityMap(rank)}, iterators,
+      [&](OpBuilder &nb, Location nl, ValueRange) {
+        SmallVector<Value> at;
+        for (int64_t d = 0; d < rank; ++d)
+          at.push_back(arith::RemUIOp::create(
+              nb, nl, linalg::IndexOp::create(nb, nl, d), sizes[d]));
+        linalg::YieldOp::create(
+            nb, nl, Value(tensor::ExtractOp::create(nb, nl, x, at)));
+      });
+  ctx.setOutput(0, generic.getResult(0));
+  return success();
+}
+
 LogicalResult convertTile(NodeContext &ctx) {
   FailureOr<RankedTensorType> type = dataType(ctx);
   if (failed(type))
     return failure();
+  if (type->getRank() > 0 &&
+      (!type->hasStaticShape() || ctx.isSymbolicInput(1)))
+    return convertRuntimeTile(ctx, *type);
   if (failed(ctx.requireStatic(*type, "input")))
     return failure();
   if (!ctx.getConstantInput(1) && ctx.hasInput(1))
-    return ctx.fail("dynamic repeats are not supported; pass --shape");
+    return ctx.fail("repeats must be a constant or a value computed from "
+                    "shapes");
   FailureOr<SmallVector<int64_t>> repeats = getIntVector(ctx, 1, "repeats");
   if (failed(repeats))
     return failure();

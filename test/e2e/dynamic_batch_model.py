@@ -9,11 +9,13 @@ embedding Gather, a MatMul with a weight and an Add, and its numpy reference.
 And CumSum and Expand over dimensions known only at run time, as exporters write position
 ids from an attention mask: position_ids = CumSum(attention_mask, 1) - 1 (int64), a float
 CumSum of x, exclusive and reversed, both of shape ['batch', 'seq']; x expanded to
-[batch, 3, seq] (a shape from Shape) and to [2, batch, seq] (a constant shape):
+[batch, 3, seq] (a shape from Shape) and to [2, batch, seq] (a constant shape), and tiled
+by [2, batch] (from Shape) and by [1, 2]:
 
   dynamic_batch_model.py make-cumsum MODEL.onnx
   dynamic_batch_model.py input-cumsum B T DIR     writes DIR/mask.npy and DIR/x.npy
-  dynamic_batch_model.py check-cumsum DIR         compares DIR/{pos,rev,expanded,doubled}.npy
+  dynamic_batch_model.py check-cumsum DIR         compares DIR/{pos,rev,expanded,doubled,
+                                                  tiled,tiled2}.npy
                                                   to numpy
 """
 import os
@@ -61,6 +63,13 @@ def make_cumsum(path):
         helper.make_node("Expand", ["x1", "target"], ["expanded"]),
         helper.make_node("Constant", [], ["twice"], value=helper.make_tensor("twice", TensorProto.INT64, [3], [2, 1, 1])),
         helper.make_node("Expand", ["x", "twice"], ["doubled"]),
+        # Tile by repeats computed from Shape ([2, batch]) and of a run-time sized input
+        # by constant repeats ([1, 2]).
+        helper.make_node("Constant", [], ["two"], value=helper.make_tensor("two", TensorProto.INT64, [1], [2])),
+        helper.make_node("Concat", ["two", "b"], ["reps"], axis=0),
+        helper.make_node("Tile", ["x", "reps"], ["tiled"]),
+        helper.make_node("Constant", [], ["r12"], value=helper.make_tensor("r12", TensorProto.INT64, [2], [1, 2])),
+        helper.make_node("Tile", ["x", "r12"], ["tiled2"]),
     ]
     dims = ["batch", "seq"]
     save(helper.make_graph(
@@ -70,7 +79,9 @@ def make_cumsum(path):
         [helper.make_tensor_value_info("position_ids", TensorProto.INT64, dims),
          helper.make_tensor_value_info("rev", TensorProto.FLOAT, dims),
          helper.make_tensor_value_info("expanded", TensorProto.FLOAT, ["batch", 3, "seq"]),
-         helper.make_tensor_value_info("doubled", TensorProto.FLOAT, [2, "batch", "seq"])]),
+         helper.make_tensor_value_info("doubled", TensorProto.FLOAT, [2, "batch", "seq"]),
+         helper.make_tensor_value_info("tiled", TensorProto.FLOAT, [None, None]),
+         helper.make_tensor_value_info("tiled2", TensorProto.FLOAT, ["batch", None])]),
         path)
 
 
@@ -91,7 +102,9 @@ def cumsum_check(d):
     ok = (pos.dtype == np.int64 and np.array_equal(pos, np.cumsum(mask, 1) - 1)
           and np.allclose(rev, want_rev, rtol=1e-5, atol=1e-5)
           and np.array_equal(expanded, np.broadcast_to(x[:, None, :], (x.shape[0], 3, x.shape[1])))
-          and np.array_equal(doubled, np.broadcast_to(x, (2,) + x.shape)))
+          and np.array_equal(doubled, np.broadcast_to(x, (2,) + x.shape))
+          and np.array_equal(np.load(os.path.join(d, "tiled.npy")), np.tile(x, (2, x.shape[0])))
+          and np.array_equal(np.load(os.path.join(d, "tiled2.npy")), np.tile(x, (1, 2))))
     print(f"{'PASS' if ok else 'FAIL'} {pos.shape}")
     sys.exit(0 if ok else 1)
 
