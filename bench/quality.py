@@ -6,7 +6,7 @@ weight and module size, all measured in this run. Writes a markdown table (stdou
 
   bench/quality.py [--val-bytes 16384] [--nsamples 32] [--seqlen 256]
                    [--methods rtn,gptq,gptq-seq,awq] [--schemes 4g128,4g32,...]
-                   [--task-items 300] [--out FILE]
+                   [--squeezellm 3,4] [--task-items 300] [--out FILE]
 
 Bits per weight count codes, scales and zero points of the quantized linear layers
 (the layer table's bytes) over their parameters; the module size is the whole .qfm
@@ -18,6 +18,11 @@ linears calibrated on the model whose earlier stages are already quantized).
 Accuracy is `qforge-run eval` (lm-evaluation-harness's acc_norm: the choice of highest
 log-likelihood per byte) on the first --task-items items of models/data/tasks/
 cloze.jsonl and next_sentence.jsonl (4 choices each: chance is 0.25).
+
+--squeezellm BITS adds, per bit width, the steps of SqueezeLLM's ablation (its paper's
+Figure 1): plain k-means per row (`--sensitivity none`), k-means weighted by diag(XᵀX),
+plus 0.45% outliers, plus 0.05% sensitive values; bits per weight then include the
+per-row tables and the CSR arrays.
 """
 import argparse
 import math
@@ -41,6 +46,8 @@ p.add_argument("--seqlen", type=int, default=256)
 p.add_argument("--methods", default="rtn,gptq,awq")
 p.add_argument("--schemes", default=None, help="comma list of 4g128, 4g32, 3g128, 3pc, 2g32 "
                "(default: all)")
+p.add_argument("--squeezellm", default="", help="comma list of bit widths for the SqueezeLLM "
+               "ablation rows (default: none)")
 p.add_argument("--task-items", type=int, default=300)
 p.add_argument("--out", default=None)
 a = p.parse_args()
@@ -69,7 +76,7 @@ def compile_and_score(d, tag, args, val):
                          check=True, capture_output=True, text=True).stdout
     compile_s = time.time() - t0
     qbytes = sum(int(m.group(1)) for m in
-                 re.finditer(r"^\S+\s+\S+\s+\d+\s+-?\d+\s+(\d+)\s", out, re.M))
+                 re.finditer(r"^\S+\s+\S+\s+\d+\s+\S+\s+(\d+)\s", out, re.M))
     ppl = subprocess.run([os.path.join(bindir, "qforge-run"), qfm, "perplexity", "--text", val,
                           "--window", "256"], check=True, capture_output=True, text=True).stdout
     nats = float(re.search(r"nats/byte ([0-9.]+)", ppl).group(1))
@@ -106,6 +113,25 @@ with tempfile.TemporaryDirectory() as d:
                                                              args, val)
             rows.append((LABELS[method], label, nats, 8.0 * qbytes / params, size, cs, accs))
             print(f"{method} {label}: {nats:.4f} nats/byte ({cs:.0f} s)", file=sys.stderr,
+                  flush=True)
+
+calib = ["--calib", os.path.join(root, "models", "data", "calib.txt"),
+         "--nsamples", str(a.nsamples), "--seqlen", str(a.seqlen)]
+SQUEEZE = [("k-means (unweighted)", ["--sensitivity", "none"]),
+           ("SqueezeLLM, diag(XᵀX)-weighted", calib),
+           ("+ 0.45% outliers", calib + ["--outliers", "0.45"]),
+           ("+ 0.05% sensitive", calib + ["--outliers", "0.45", "--sensitive", "0.05"])]
+with tempfile.TemporaryDirectory() as d:
+    val = os.path.join(d, "val.txt")
+    with open(os.path.join(root, "models", "data", "val.txt"), "rb") as src, \
+            open(val, "wb") as dst:
+        dst.write(src.read(a.val_bytes))
+    for bits in [int(b) for b in a.squeezellm.split(",") if b]:
+        for i, (label, extra) in enumerate(SQUEEZE):
+            args = ["--method", "squeezellm", "--bits", str(bits)] + extra
+            nats, qbytes, size, cs, accs = compile_and_score(d, f"sq{bits}.{i}", args, val)
+            rows.append((label, f"{bits}-bit LUT", nats, 8.0 * qbytes / params, size, cs, accs))
+            print(f"{label} {bits}-bit: {nats:.4f} nats/byte ({cs:.0f} s)", file=sys.stderr,
                   flush=True)
 
 lines = [f"| method | scheme | nats/byte | perplexity | vs FP32 | bits/weight | module MiB | "

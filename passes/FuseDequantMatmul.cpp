@@ -68,7 +68,8 @@ struct FuseMatmul : public OpRewritePattern<tosa::MatMulOp> {
         rewriter, loc, outType, matmul.getA(), dq.getCodes(), dq.getScales(),
         dq.getZeroPoints(), dq.getLut(), rowPtr, colIdx, values,
         /*bias=*/Value(), init, dq.getScheme());
-    for (StringRef attr : {"qf.layer", "qf.weight_error", "qf.output_error"})
+    for (StringRef attr :
+         {"qf.layer", "qf.weight_error", "qf.output_error", "qf.outlier_count"})
       if (Attribute a = dq->getAttr(attr))
         fused->setAttr(attr, a);
     rewriter.replaceOp(matmul, fused.getResult());

@@ -96,6 +96,58 @@ def QuantizeAWQPass : Pass<"qf-awq", "::mlir::func::FuncOp"> {
   let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
 }
 
+def SplitOutliersPass : Pass<"qf-split-outliers", "::mlir::func::FuncOp"> {
+  let summary = "Move sensitive values and outliers of each linear weight into a sparse part";
+  let description = [{
+    SqueezeLLM's dense-and-sparse split (qforge::quant, Outliers.h). Per constant linear
+    weight, first the `sensitive` percent of its weights with the largest sensitivity, then,
+    of the rest, the weights outside the symmetric fences
+    `|w| > max(|q1 - r IQR|, |q3 + r IQR|)` of the matrix's quartiles, with one range
+    factor `r` for all matrices solved so that these outliers are `outliers` percent of all
+    weights. The weight constant is replaced by the dense remainder (those weights set to 0)
+    and carries the extracted values in CSR form as `qf.outliers` (`row_ptr`, `col_idx`,
+    `values`, rows = output channels). The quantization passes that run next quantize the
+    remainder and store, at each extracted position, the original weight minus the
+    quantized remainder in a `qf.sparse_outliers`, so that the decoded weight is exact
+    there. Sensitivity: `fisher` reads `qf.fisher` (qf-fisher), `xtx` the diagonal of
+    qf-calibrate's XᵀX for the weight's input channel (the same for every row).
+  }];
+  let options = [
+    Option<"outliers", "outliers", "double", "0.45",
+           "Outliers, percent of all weights (0: none)">,
+    Option<"sensitive", "sensitive", "double", "0",
+           "Most sensitive weights per matrix, percent (0: none)">,
+    Option<"sensitivity", "sensitivity", "std::string", "\"xtx\"",
+           "What ranks the sensitive weights: fisher or xtx">,
+  ];
+  let dependentDialects = ["::mlir::tosa::TosaDialect"];
+}
+
+def QuantizeSqueezeLLMPass : Pass<"qf-squeezellm", "::mlir::func::FuncOp"> {
+  let summary = "Rewrite linear weights with sensitivity-weighted non-uniform k-means (SqueezeLLM)";
+  let description = [{
+    Per output row of each constant linear weight, a k-means with 2^bits centroids over
+    the row's weights, each weighted by its sensitivity (qforge::quant, Codebook.h): the
+    exact weighted 1-D optimum by default (`solver=exact`), or weighted k-means++ and Lloyd
+    as SqueezeLLM's reference code runs (`solver=lloyd`). The weight becomes
+    `qf.dequantize #qf.scheme<codebook, bits = B>` of packed codes and a per-row f32 table.
+    Sensitivity: `fisher` (`qf.fisher` on the weight constant, from qf-fisher), `xtx` (the
+    diagonal of qf-calibrate's XᵀX per input channel) or `none` (plain k-means). Weights
+    that qf-split-outliers extracted get weight 0 and their exact values in a
+    `qf.sparse_outliers`.
+  }];
+  let options = [
+    Option<"bits", "bits", "unsigned", "4", "Code width: 2, 3, 4 or 8">,
+    Option<"sensitivity", "sensitivity", "std::string", "\"xtx\"",
+           "Sample weights of the k-means: fisher, xtx or none">,
+    Option<"solver", "solver", "std::string", "\"exact\"",
+           "exact (dynamic programming) or lloyd (k-means++ and Lloyd, 50 iterations)">,
+    Option<"seed", "seed", "uint64_t", "0", "Seed of the k-means++ initialisation">,
+    Option<"progress", "progress", "bool", "false", "Print progress to stderr">,
+  ];
+  let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];
+}
+
 def CalibratePass : Pass<"qf-calibrate", "::mlir::ModuleOp"> {
   let summary = "Attach input statistics of every linear layer, measured on calibration text";
   let description = [{

@@ -272,7 +272,20 @@ struct QuantizeAWQPass
           if (!r.empty())
             w[i * m->cols + j] /= r[i];
         }
+      // Outliers split off before get the same scaling.
+      if (m->outliers) {
+        q::SparseRows &o = *m->outliers;
+        for (int64_t i = 0; i < o.rows; ++i)
+          for (int32_t j = o.rowPtr[i]; j < o.rowPtr[i + 1]; ++j) {
+            if (!s.empty())
+              o.values[j] *= s[o.colIdx[j]];
+            if (!r.empty())
+              o.values[j] /= r[i];
+          }
+      }
       if (!quantize) {
+        if (m->outliers)
+          q::addSparse(*m->outliers, w.data());
         if (m->sharers.empty())
           storeFloatWeight(b, *m, w);
         continue;

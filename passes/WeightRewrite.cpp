@@ -81,6 +81,55 @@ std::vector<tosa::MatMulOp> LinearWeight::uses() const {
   return all;
 }
 
+/// The contents of a resource or dense constant of element type T.
+template <typename T> static std::vector<T> readArray(Attribute attr) {
+  if (auto res = dyn_cast_or_null<DenseResourceElementsAttr>(attr))
+    if (AsmResourceBlob *blob = res.getRawHandle().getBlob()) {
+      ArrayRef<T> data = blob->template getDataAs<T>();
+      return std::vector<T>(data.begin(), data.end());
+    }
+  if (auto dense = dyn_cast_or_null<DenseElementsAttr>(attr)) {
+    auto values = dense.getValues<T>();
+    return std::vector<T>(values.begin(), values.end());
+  }
+  return {};
+}
+
+/// The CSR matrix of a `qf.outliers` dictionary (nullopt when malformed).
+static std::optional<quant::SparseRows>
+readOutliers(DictionaryAttr dict, int64_t rows, int64_t cols) {
+  quant::SparseRows s;
+  s.rows = rows;
+  s.cols = cols;
+  s.rowPtr = readArray<int32_t>(dict.get("row_ptr"));
+  s.colIdx = readArray<int32_t>(dict.get("col_idx"));
+  s.values = readArray<float>(dict.get("values"));
+  if (s.rowPtr.size() != size_t(rows) + 1 || s.rowPtr.front() != 0 ||
+      size_t(s.rowPtr.back()) != s.values.size() ||
+      s.colIdx.size() != s.values.size())
+    return std::nullopt;
+  for (int32_t c : s.colIdx)
+    if (c < 0 || c >= cols)
+      return std::nullopt;
+  return s;
+}
+
+DictionaryAttr makeOutliersAttr(Builder &b, StringRef name,
+                                const quant::SparseRows &s) {
+  auto blob = [&](StringRef field, auto data, Type elementType) {
+    auto type = RankedTensorType::get({int64_t(data.size())}, elementType);
+    return b.getNamedAttr(field,
+                          DenseResourceElementsAttr::get(
+                              type, sanitizeName((name + "." + field).str()),
+                              HeapAsmResourceBlob::allocateAndCopyInferAlign(
+                                  ArrayRef(data.data(), data.size()))));
+  };
+  NamedAttribute entries[] = {blob("col_idx", s.colIdx, b.getI32Type()),
+                              blob("row_ptr", s.rowPtr, b.getI32Type()),
+                              blob("values", s.values, b.getF32Type())};
+  return b.getDictionaryAttr(entries);
+}
+
 std::vector<LinearWeight> findConstantLinears(func::FuncOp func) {
   std::vector<LinearWeight> linears;
   llvm::DenseMap<Operation *, size_t> byConstant;
@@ -111,6 +160,9 @@ std::vector<LinearWeight> findConstantLinears(func::FuncOp func) {
     lw.rows = type.getDimSize(type.getRank() - 1);
     lw.name = layerName(constOp, matmul, linears.size());
     lw.constant = attr;
+    lw.constOp = constOp;
+    if (auto dict = constOp->getAttrOfType<DictionaryAttr>("qf.outliers"))
+      lw.outliers = readOutliers(dict, lw.rows, lw.cols);
     linears.push_back(std::move(lw));
   });
   return linears;
@@ -179,8 +231,12 @@ qf::DequantizeOp replaceWithDequantized(OpBuilder &b, LinearWeight &linear,
   auto dq = qf::DequantizeOp::create(b, loc, weightType, q.codes, q.scales,
                                      q.zeroPoints, q.lut, q.scheme);
   dq->setAttr("qf.layer", b.getStringAttr(linear.name));
+  Value weight = dq;
+  if (q.rowPtr)
+    weight = qf::SparseOutliersOp::create(b, loc, weightType, weight, q.rowPtr,
+                                          q.colIdx, q.values);
   auto transposedType = RankedTensorType::get({linear.cols, linear.rows}, f32);
-  Value transposed = tosa::TransposeOp::create(b, loc, transposedType, dq,
+  Value transposed = tosa::TransposeOp::create(b, loc, transposedType, weight,
                                                b.getDenseI32ArrayAttr({1, 0}));
   auto type3d = RankedTensorType::get({1, linear.cols, linear.rows}, f32);
   ImplicitLocOpBuilder ib(loc, b);
@@ -246,6 +302,50 @@ FailureOr<std::vector<double>> calibrationGram(const LinearWeight &linear,
   return std::vector<double>(xtx.begin(), xtx.end());
 }
 
+/// Replaces `linear`'s weight with `w` (whose decoded dense part is
+/// `decoded`, N x K), adding the linear's outliers as a qf.sparse_outliers
+/// that makes the weight exact at their positions, and records the errors
+/// against the original weight (the dense remainder `weight` plus the
+/// outliers).
+static qf::DequantizeOp finishRewrite(OpBuilder &b, LinearWeight &linear,
+                                      QuantizedWeight w,
+                                      std::vector<float> decoded,
+                                      ArrayRef<float> weight) {
+  Location loc = linear.matmul.getLoc();
+  std::vector<float> reference(weight.begin(), weight.end());
+  int64_t nnz = 0;
+  if (linear.outliers && linear.outliers->nnz() > 0) {
+    quant::SparseRows residual = *linear.outliers;
+    quant::addSparse(*linear.outliers, reference.data());
+    quant::storeResiduals(residual, decoded.data());
+    quant::addSparse(residual, decoded.data());
+    nnz = residual.nnz();
+    w.rowPtr = createResourceConst<int32_t>(b, loc, linear.name + ".row_ptr",
+                                            residual.rowPtr, {linear.rows + 1},
+                                            b.getI32Type());
+    w.colIdx =
+        createResourceConst<int32_t>(b, loc, linear.name + ".col_idx",
+                                     residual.colIdx, {nnz}, b.getI32Type());
+    w.values =
+        createResourceConst<float>(b, loc, linear.name + ".values",
+                                   residual.values, {nnz}, b.getF32Type());
+  }
+  std::string ignored;
+  FailureOr<std::vector<double>> gram = calibrationGram(linear, ignored);
+  qf::DequantizeOp dq = replaceWithDequantized(b, linear, w);
+  dq->setAttr("qf.weight_error",
+              b.getF64FloatAttr(quant::relativeError(
+                  reference.data(), decoded.data(), decoded.size())));
+  if (nnz)
+    dq->setAttr("qf.outlier_count", b.getI64IntegerAttr(nnz));
+  if (succeeded(gram))
+    dq->setAttr("qf.output_error",
+                b.getF64FloatAttr(quant::relativeOutputError(
+                    reference.data(), decoded.data(), linear.rows, linear.cols,
+                    gram->data())));
+  return dq;
+}
+
 qf::DequantizeOp rewriteAffine(OpBuilder &b, LinearWeight &linear,
                                qf::SchemeAttr scheme,
                                const quant::AffineQuantized &q,
@@ -266,19 +366,53 @@ qf::DequantizeOp rewriteAffine(OpBuilder &b, LinearWeight &linear,
     w.zeroPoints = createResourceConst<uint8_t>(
         b, loc, linear.name + ".zero_points", q.zeroPoints, {scaleRows, groups},
         b.getI8Type());
-  std::string ignored;
-  FailureOr<std::vector<double>> gram = calibrationGram(linear, ignored);
-  qf::DequantizeOp dq = replaceWithDequantized(b, linear, w);
-  std::vector<float> decoded = quant::dequantize(q);
-  dq->setAttr("qf.weight_error",
-              b.getF64FloatAttr(quant::relativeError(
-                  weight.data(), decoded.data(), decoded.size())));
-  if (succeeded(gram))
-    dq->setAttr("qf.output_error",
-                b.getF64FloatAttr(quant::relativeOutputError(
-                    weight.data(), decoded.data(), linear.rows, linear.cols,
-                    gram->data())));
-  return dq;
+  return finishRewrite(b, linear, w, quant::dequantize(q), weight);
+}
+
+qf::DequantizeOp rewriteCodebook(OpBuilder &b, LinearWeight &linear,
+                                 const quant::CodebookQuantized &q,
+                                 ArrayRef<float> weight) {
+  b.setInsertionPoint(linear.matmul);
+  Location loc = linear.matmul.getLoc();
+  QuantizedWeight w;
+  w.scheme = qf::SchemeAttr::get(b.getContext(), qf::SchemeKind::Codebook,
+                                 q.bits, qf::SchemeAttr::kPerChannel, false);
+  w.codes = createResourceConst<uint32_t>(
+      b, loc, linear.name + ".codes", q.codes,
+      {linear.rows, w.scheme.wordsPerRow(linear.cols)}, b.getI32Type());
+  w.lut =
+      createResourceConst<float>(b, loc, linear.name + ".lut", q.lut,
+                                 {linear.rows, q.entries()}, b.getF32Type());
+  return finishRewrite(b, linear, w, quant::dequantize(q), weight);
+}
+
+FailureOr<std::vector<float>> calibrationDiagonal(const LinearWeight &linear,
+                                                  std::string &error) {
+  FailureOr<std::vector<double>> gram = calibrationGram(linear, error);
+  if (failed(gram))
+    return failure();
+  std::vector<float> diag(size_t(linear.cols));
+  for (int64_t k = 0; k < linear.cols; ++k)
+    diag[size_t(k)] = float((*gram)[size_t(k * linear.cols + k)]);
+  return diag;
+}
+
+FailureOr<std::vector<float>> fisherInformation(const LinearWeight &linear,
+                                                std::string &error) {
+  std::vector<float> kn =
+      linear.constOp ? readFloatsOf(linear.constOp->getAttr("qf.fisher"))
+                     : std::vector<float>();
+  if (kn.size() != size_t(linear.rows) * size_t(linear.cols)) {
+    error = "layer '" + linear.name +
+            "' has no Fisher information (run qf-fisher first, or use "
+            "sensitivity xtx)";
+    return failure();
+  }
+  std::vector<float> nk(kn.size());
+  for (int64_t k = 0; k < linear.cols; ++k)
+    for (int64_t n = 0; n < linear.rows; ++n)
+      nk[size_t(n * linear.cols + k)] = kn[size_t(k * linear.rows + n)];
+  return nk;
 }
 
 DictionaryAttr makeCalibAttr(Builder &b, StringRef name, int64_t rows,

@@ -15,6 +15,8 @@
 #define QFORGE_PASSES_WEIGHTREWRITE_H
 
 #include "dialects/qf/QFDialect.h"
+#include "qforge/Quant/Codebook.h"
+#include "qforge/Quant/Outliers.h"
 #include "qforge/Quant/RTN.h"
 #include "qforge/Quant/Scheme.h"
 
@@ -37,6 +39,12 @@ struct LinearWeight {
   std::string name;
   /// The f32 constant holding the weight as ONNX stores it, K x N.
   mlir::Attribute constant;
+  /// The op defining it.
+  mlir::Operation *constOp = nullptr;
+  /// The weights qf-split-outliers moved out of the constant (which then
+  /// holds the dense remainder, zero at these positions), N x K in CSR form
+  /// with their original values; read from the constant's `qf.outliers`.
+  std::optional<quant::SparseRows> outliers;
   /// Later linear layers that read the same weight constant (an exporter's
   /// deduplicated initializer, tied weights). The weight is quantized once,
   /// on the statistics of every use, and each use reads the result.
@@ -73,16 +81,18 @@ mlir::Value createResourceConst(mlir::OpBuilder &b, mlir::Location loc,
                                 llvm::ArrayRef<int64_t> shape,
                                 mlir::Type elementType);
 
-/// The quantized form of a weight: qf operands and scheme.
+/// The quantized form of a weight: qf operands and scheme, and the CSR
+/// operands of its sparse outliers (null when it has none).
 struct QuantizedWeight {
   qf::SchemeAttr scheme;
   mlir::Value codes, scales, zeroPoints, lut;
+  mlir::Value rowPtr, colIdx, values;
 };
 
 /// Replaces the weight operand of `linear.matmul` (and of its sharers) with
-/// the decoded quantized weight: qf.dequantize → tosa.transpose →
-/// tosa.reshape to [1, K, N]. Returns the dequantize op, tagged with
-/// `qf.layer`. Dead weight constants are erased.
+/// the decoded quantized weight: qf.dequantize (→ qf.sparse_outliers) →
+/// tosa.transpose → tosa.reshape to [1, K, N]. Returns the dequantize op,
+/// tagged with `qf.layer`. Dead weight constants are erased.
 qf::DequantizeOp replaceWithDequantized(mlir::OpBuilder &b,
                                         LinearWeight &linear,
                                         const QuantizedWeight &q);
@@ -102,6 +112,27 @@ qf::DequantizeOp rewriteAffine(mlir::OpBuilder &b, LinearWeight &linear,
                                qf::SchemeAttr scheme,
                                const quant::AffineQuantized &q,
                                llvm::ArrayRef<float> weight);
+
+/// Replaces `linear`'s weight with the codebook-quantized matrix `q` (codes
+/// and table become resource constants), recording errors as rewriteAffine.
+qf::DequantizeOp rewriteCodebook(mlir::OpBuilder &b, LinearWeight &linear,
+                                 const quant::CodebookQuantized &q,
+                                 llvm::ArrayRef<float> weight);
+
+/// The `qf.outliers` dictionary holding `s` (original values); `name` names
+/// its blobs.
+mlir::DictionaryAttr makeOutliersAttr(mlir::Builder &b, llvm::StringRef name,
+                                      const quant::SparseRows &s);
+
+/// The diagonal of a linear's XᵀX / rows (K values), or failure with a
+/// message naming the layer when it has no calibration statistics.
+mlir::FailureOr<std::vector<float>>
+calibrationDiagonal(const LinearWeight &linear, std::string &error);
+
+/// A linear's Fisher information (`qf.fisher` on its weight constant, K x N
+/// as the weight) as an N x K row-major matrix, or failure with a message.
+mlir::FailureOr<std::vector<float>>
+fisherInformation(const LinearWeight &linear, std::string &error);
 
 /// XᵀX / rows from a linear's `qf.calib` (K x K, double), or failure with
 /// a message naming the layer when it has no calibration statistics.

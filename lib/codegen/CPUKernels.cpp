@@ -627,6 +627,35 @@ private:
     return {scale, zero};
   }
 
+  /// Whether a row's look-up table fits in one vector register, where a
+  /// lane-wise permute (AVX-512 vpermps) reads it: 2^bits <= V. 16 lanes
+  /// mean AVX-512 (preferredVectorWidth); with 8 the target may lack AVX2's
+  /// permute, and the table is gathered from memory.
+  bool lutInRegister() const {
+    return s.isCodebook() && V == 16 && (int64_t(1) << bits) <= V;
+  }
+
+  /// Row n's look-up table as one f32 vector (lanes past 2^bits are 0).
+  Value loadLutRegister(Value n) {
+    int64_t entries = int64_t(1) << bits;
+    Type et = cast<MemRefType>(lut.getType()).getElementType();
+    auto t = VectorType::get({V}, et);
+    Value pass = arith::ConstantOp::create(
+        b, DenseElementsAttr::get(t, b.getZeroAttr(et)));
+    Value mask = vector::CreateMaskOp::create(
+        b, VectorType::get({V}, b.getI1Type()), ValueRange{idx(entries)});
+    return toF32(vector::MaskedLoadOp::create(
+        b, t, lut, ValueRange{mul(n, idx(entries))}, mask, pass));
+  }
+
+  /// table[code] per lane (codes < 2^bits <= V).
+  Value lookupRegister(Value table, Value code) {
+    return LLVM::CallIntrinsicOp::create(
+               b, vf, b.getStringAttr("llvm.x86.avx512.permvar.sf.512"),
+               ValueRange{table, code})
+        .getResult(0);
+  }
+
   /// One block of V units of row n: returns acc + this block's lane sums.
   Value gemvBlock(Value n, Value row, Value blk, Value xt, Value xs, Value acc,
                   bool masked) {
@@ -634,12 +663,14 @@ private:
     Value rb = add(mul(row, idx(blocks)), blk);
     Value xBase = mul(rb, idx(kUnit * V));
     Value lutRow = s.isCodebook() ? mul(n, idx(int64_t(1) << bits)) : Value();
+    Value table = lutInRegister() ? loadLutRegister(n) : Value();
     constexpr int numPartial = 4;
     SmallVector<Value> part(numPartial, splatF(0.0));
     for (int64_t j = 0; j < kUnit; ++j) {
       Value code = unitCode(w, j);
-      Value value =
-          s.isCodebook() ? toF32(gather(lut, lutRow, code)) : codeToF32(code);
+      Value value = !s.isCodebook() ? codeToF32(code)
+                    : table         ? lookupRegister(table, code)
+                                    : toF32(gather(lut, lutRow, code));
       Value xv =
           vector::LoadOp::create(b, vf, xt, ValueRange{add(xBase, idx(j * V))});
       part[j % numPartial] = fma(value, xv, part[j % numPartial]);

@@ -302,6 +302,10 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
                       {"error", err ? err.getValueAsDouble() : 0.0}});
     if (outErr)
       layers.back()["output_error"] = outErr.getValueAsDouble();
+    if (auto count = op->getAttrOfType<IntegerAttr>("qf.outlier_count"))
+      layers.back()["outliers"] = count.getInt();
+    if (s.isCodebook())
+      layers.back()["scheme"] = "codebook";
   });
 
   // 4. Lower and emit native code per target.
@@ -546,11 +550,26 @@ bool compileModel(const CompileOptions &options, std::string &error) {
   // 2. Quantize, fuse, externalize weights.
   {
     PassManager pm(&ctx);
-    if ((options.method == "gptq" || options.method == "awq") &&
+    bool needsXtx =
+        (options.method == "squeezellm" && options.sensitivity == "xtx") ||
+        (options.sensitive > 0 && options.sensitivity == "xtx");
+    if ((options.method == "gptq" || options.method == "awq" || needsXtx) &&
         options.calib.empty()) {
-      error = "--method " + options.method +
+      error = (options.method == "squeezellm" || options.sensitive > 0
+                   ? "--sensitivity xtx"
+                   : "--method " + options.method) +
               " needs calibration text: pass --calib FILE (e.g. "
               "models/data/calib.txt)";
+      return false;
+    }
+    if (options.sensitivity == "fisher") {
+      error = "--sensitivity fisher needs qf-fisher, which is not "
+              "available yet; use --sensitivity xtx";
+      return false;
+    }
+    if (!(options.outliers >= 0 && options.outliers < 100 &&
+          options.sensitive >= 0 && options.sensitive < 100)) {
+      error = "--outliers and --sensitive are percentages in [0, 100)";
       return false;
     }
     if (options.sequential && options.method != "gptq") {
@@ -575,6 +594,13 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       pass.symmetric = options.symmetric;
       return pass;
     };
+    if (options.outliers > 0 || options.sensitive > 0) {
+      SplitOutliersPassOptions split;
+      split.outliers = options.outliers;
+      split.sensitive = options.sensitive;
+      split.sensitivity = options.sensitivity;
+      pm.addNestedPass<func::FuncOp>(createSplitOutliersPass(split));
+    }
     if (options.method == "rtn") {
       QuantizeRTNPassOptions rtn = scheme(QuantizeRTNPassOptions());
       rtn.clip = options.clip;
@@ -604,8 +630,16 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       QuantizeAWQPassOptions awq = scheme(QuantizeAWQPassOptions());
       awq.progress = !options.quiet;
       pm.addNestedPass<func::FuncOp>(createQuantizeAWQPass(awq));
+    } else if (options.method == "squeezellm") {
+      QuantizeSqueezeLLMPassOptions squeeze;
+      squeeze.bits = options.bits;
+      squeeze.sensitivity = options.sensitivity;
+      squeeze.solver = options.solver;
+      squeeze.progress = !options.quiet;
+      pm.addNestedPass<func::FuncOp>(createQuantizeSqueezeLLMPass(squeeze));
     } else if (options.method != "none") {
-      error = "unknown method '" + options.method + "' (none, rtn, gptq, awq)";
+      error = "unknown method '" + options.method +
+              "' (none, rtn, gptq, awq, squeezellm)";
       return false;
     }
     pm.addNestedPass<func::FuncOp>(createFuseDequantMatmulPass());
@@ -623,21 +657,25 @@ bool compileModel(const CompileOptions &options, std::string &error) {
   if (!options.quiet) {
     // w-error: ‖W − Ŵ‖/‖W‖; out-error: ‖XWᵀ − XŴᵀ‖/‖XWᵀ‖ on the
     // calibration inputs (with --calib).
-    llvm::outs() << llvm::format("%-28s %-6s %4s %6s %12s %10s %10s\n", "layer",
-                                 "method", "bits", "group", "bytes", "w-error",
-                                 "out-error");
+    llvm::outs() << llvm::format("%-28s %-10s %4s %6s %12s %10s %10s %8s\n",
+                                 "layer", "method", "bits", "group", "bytes",
+                                 "w-error", "out-error", "outliers");
     for (const auto &l : layers) {
       std::string outErr =
           l.contains("output_error")
               ? llvm::formatv("{0:e3}", l["output_error"].get<double>()).str()
               : "-";
-      llvm::outs() << llvm::format("%-28s %-6s %4d %6lld %12lld %10.3e %10s\n",
-                                   l["name"].get<std::string>().c_str(),
-                                   l["method"].get<std::string>().c_str(),
-                                   l["bits"].get<int>(),
-                                   (long long)l["group_size"].get<int64_t>(),
-                                   (long long)l["bytes"].get<int64_t>(),
-                                   l["error"].get<double>(), outErr.c_str());
+      std::string group = l.contains("scheme")
+                              ? "lut"
+                              : std::to_string(l["group_size"].get<int64_t>());
+      long long count =
+          l.contains("outliers") ? l["outliers"].get<int64_t>() : 0;
+      llvm::outs() << llvm::format(
+          "%-28s %-10s %4d %6s %12lld %10.3e %10s %8lld\n",
+          l["name"].get<std::string>().c_str(),
+          l["method"].get<std::string>().c_str(), l["bits"].get<int>(),
+          group.c_str(), (long long)l["bytes"].get<int64_t>(),
+          l["error"].get<double>(), outErr.c_str(), count);
     }
     llvm::outs() << "wrote " << options.output << "\n";
   }

@@ -23,8 +23,8 @@ static cl::opt<std::string> output("o", cl::desc("Output module (.qfm)"),
                                    cl::cat(category));
 static cl::opt<std::string>
     method("method",
-           cl::desc("Quantization method: none, rtn, gptq, awq (gptq and awq "
-                    "need --calib)"),
+           cl::desc("Quantization method: none, rtn, gptq, awq, squeezellm "
+                    "(gptq, awq and squeezellm need --calib)"),
            cl::init("rtn"), cl::cat(category));
 static cl::opt<unsigned> bits("bits", cl::desc("Code width: 2, 3, 4 or 8"),
                               cl::init(4), cl::cat(category));
@@ -102,6 +102,27 @@ static cl::opt<bool>
                         "at a time, each measured on the model whose earlier "
                         "stages are already quantized"),
                cl::cat(category));
+static cl::opt<std::string> sensitivity(
+    "sensitivity",
+    cl::desc("squeezellm and --sensitive: what weighs each weight: xtx (the "
+             "diagonal of the calibration inputs' XᵀX) or none (squeezellm: "
+             "plain k-means)"),
+    cl::init("xtx"), cl::cat(category));
+static cl::opt<std::string>
+    solver("kmeans",
+           cl::desc("squeezellm: exact (optimal weighted 1-D k-means) or "
+                    "lloyd (k-means++ and Lloyd, as the reference code)"),
+           cl::init("exact"), cl::cat(category));
+static cl::opt<double> outliers(
+    "outliers",
+    cl::desc("Keep this percent of the weights, those outside the weight "
+             "distribution's fences, as exact sparse outliers (e.g. 0.45)"),
+    cl::init(0.0), cl::cat(category));
+static cl::opt<double> sensitive(
+    "sensitive",
+    cl::desc("Also keep this percent of each matrix's most sensitive weights "
+             "as sparse outliers (e.g. 0.05)"),
+    cl::init(0.0), cl::cat(category));
 // --threads N is read before LLVM's option parser (libLLVM registers its own
 // 'threads' option).
 static cl::extrahelp threadsHelp(
@@ -174,6 +195,14 @@ int main(int argc, char **argv) {
   options.calib = calib;
   options.clip = clip;
   options.actOrder = actOrder;
+  if (sensitivity != "xtx" && sensitivity != "none" && sensitivity != "fisher")
+    return fail("--sensitivity must be xtx or none, not '" + sensitivity + "'");
+  if (solver != "exact" && solver != "lloyd")
+    return fail("--kmeans must be exact or lloyd, not '" + solver + "'");
+  options.sensitivity = sensitivity;
+  options.solver = solver;
+  options.outliers = outliers;
+  options.sensitive = sensitive;
   options.sequential = sequential;
   options.nsamples = nsamples;
   options.seqlen = seqlen;

@@ -26,10 +26,18 @@ struct CompileTarget {
 
 struct CompileOptions {
   std::string input, output;
-  std::string method = "rtn"; // none | rtn | gptq | awq
-  bool clip = false;          // rtn: MSE clipping search
-  bool actOrder = false;      // gptq: descending diag H, static groups
-  bool sequential = false;    // gptq: calibrate and quantize stage by stage
+  std::string method = "rtn"; // none | rtn | gptq | awq | squeezellm
+  // squeezellm: what weights the k-means (fisher, xtx, none) and its solver
+  // (exact, lloyd).
+  std::string sensitivity = "xtx";
+  std::string solver = "exact";
+  // Dense-and-sparse split before quantizing (any method): outliers and
+  // sensitive values, percent of the weights (0: none).
+  double outliers = 0;
+  double sensitive = 0;
+  bool clip = false;       // rtn: MSE clipping search
+  bool actOrder = false;   // gptq: descending diag H, static groups
+  bool sequential = false; // gptq: calibrate and quantize stage by stage
   unsigned bits = 4;
   int64_t groupSize = 128; // -1 per channel, 0 per tensor
   bool symmetric = true;
