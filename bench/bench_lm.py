@@ -80,6 +80,11 @@ QF_VARIANTS = {
     "rtn4-g32": ["--method", "rtn", "--bits", "4", "--group-size", "32"],
     "rtn4-g128": ["--method", "rtn", "--bits", "4", "--group-size", "128"],
     "rtn3-g128": ["--method", "rtn", "--bits", "3", "--group-size", "128"],
+    # Codebook (SqueezeLLM) kernels: plain k-means tables, which run exactly as fast as
+    # the calibrated ones; sqllm3-o adds the CSR part of 0.45% outliers.
+    "sqllm4": ["--method", "squeezellm", "--bits", "4", "--sensitivity", "none"],
+    "sqllm3-o": ["--method", "squeezellm", "--bits", "3", "--sensitivity", "none",
+                 "--outliers", "0.45"],
 }
 LLAMA_TYPES = ["f32", "Q4_0", "Q4_K_M", "Q3_K_S"]
 

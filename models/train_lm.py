@@ -349,13 +349,22 @@ def main():
     ap.add_argument("--eval-every", type=float, default=120.0, help="seconds between quick "
                     "validation estimates")
     ap.add_argument("--out", default=None, help="checkpoint path (default models/<name>/model.pt)")
+    ap.add_argument("--init", default=None, help="start from these weights: a checkpoint (.pt) "
+                    "or the model's full-sequence export (.onnx), to train a model further "
+                    "(pass another --seed for other batches)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     train, val = read_bytes("train.txt"), read_bytes("val.txt")
-    model = build(args.name)
+    if not args.init:
+        model = build(args.name)
+    elif args.init.endswith(".onnx"):
+        model = load_onnx(args.name, args.init)
+    else:
+        model = load(args.name, args.init)[0]
+    model.train()
     c = model.c
     print(f"{args.name}: {n_params(model)} parameters, config {c}", flush=True)
     print(f"train {len(train)} bytes, val {len(val)} bytes ({len(val) // CONTEXT} windows)",

@@ -110,7 +110,8 @@ def SplitOutliersPass : Pass<"qf-split-outliers", "::mlir::func::FuncOp"> {
     remainder and store, at each extracted position, the original weight minus the
     quantized remainder in a `qf.sparse_outliers`, so that the decoded weight is exact
     there. Sensitivity: `fisher` reads `qf.fisher` (qf-fisher), `xtx` the diagonal of
-    qf-calibrate's XᵀX for the weight's input channel (the same for every row).
+    qf-calibrate's XᵀX for the weight's input channel (the same for every row). A
+    quantization pass must follow: the remainder alone is not the weight.
   }];
   let options = [
     Option<"outliers", "outliers", "double", "0.45",

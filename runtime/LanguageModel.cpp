@@ -333,7 +333,7 @@ bool LanguageModel::perplexity(
 bool LanguageModel::continuationLogLikelihood(
     const std::vector<int64_t> &context,
     const std::vector<int64_t> &continuation, int64_t window,
-    double &logLikelihood, bool &greedy, std::string &err) {
+    double &logLikelihood, bool &greedy, std::string &err, int64_t *tokensRun) {
   if (fixedLength)
     window = fixedLength;
   int64_t n = static_cast<int64_t>(continuation.size());
@@ -352,6 +352,8 @@ bool LanguageModel::continuationLogLikelihood(
   std::vector<float> l;
   if (!logits(tokens, l, err))
     return false;
+  if (tokensRun)
+    *tokensRun = fixedLength ? fixedLength : int64_t(tokens.size());
   logLikelihood = 0;
   greedy = true;
   for (int64_t i = 0; i < n; ++i) {

@@ -572,6 +572,12 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       error = "--outliers and --sensitive are percentages in [0, 100)";
       return false;
     }
+    if ((options.outliers > 0 || options.sensitive > 0) &&
+        options.method == "none") {
+      error = "--outliers and --sensitive split weights for a quantization "
+              "method; --method none keeps every weight in float";
+      return false;
+    }
     if (options.sequential && options.method != "gptq") {
       error = "--sequential applies to --method gptq";
       return false;

@@ -462,6 +462,22 @@ double peakMemoryMiB() {
   return double(usage.ru_maxrss) / 1024.0; // KiB on Linux
 }
 
+/// Prints "qforge-run: N tokens in S s (R tokens/s[, detail]); peak memory
+/// M MiB" on stderr, timed from `start`.
+void printThroughput(int64_t tokens,
+                     std::chrono::steady_clock::time_point start,
+                     const std::string &detail = "") {
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  std::fprintf(stderr,
+               "qforge-run: %lld tokens in %.2f s (%.1f tokens/s%s); peak "
+               "memory %.1f MiB\n",
+               (long long)tokens, seconds,
+               seconds > 0 ? double(tokens) / seconds : 0.0,
+               detail.empty() ? "" : (", " + detail).c_str(), peakMemoryMiB());
+}
+
 /// The session and language-model view shared by perplexity and generate.
 struct LMSession {
   std::unique_ptr<Session> session;
@@ -543,16 +559,9 @@ int perplexityMain(const Command &, const std::string &modulePath,
                   (long long)b0, (long long)std::min(b0 + bucket, r.window),
                   nll / double(count), (long long)count);
   }
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
-  int64_t processed = r.predictions + r.windows; // each window's tokens
-  std::fprintf(stderr,
-               "qforge-run: %lld tokens in %.2f s (%.1f tokens/s, windows of "
-               "%lld); peak memory %.1f MiB\n",
-               (long long)processed, seconds,
-               seconds > 0 ? double(processed) / seconds : 0.0,
-               (long long)r.window, peakMemoryMiB());
+  // Each window's tokens.
+  printThroughput(r.predictions + r.windows, start,
+                  "windows of " + std::to_string(r.window));
   return 0;
 }
 
@@ -643,15 +652,15 @@ int evalMain(const Command &, const std::string &modulePath,
       double ll;
       bool greedy;
       bool ok;
+      int64_t ran = 0;
       {
         CrashGuard guard;
         ok = s.lm->continuationLogLikelihood(item.context, item.choices[c],
-                                             window, ll, greedy, err);
+                                             window, ll, greedy, err, &ran);
       }
       if (!ok)
         throw Failure(path + ":" + std::to_string(i + 1) + ": " + err);
-      tokensRun += int64_t(std::min(
-          item.context.size() + item.choices[c].size(), size_t(window)));
+      tokensRun += ran;
       double norm = ll / double(item.choices[c].size());
       if (ll > best)
         best = ll, pick = int64_t(c);
@@ -668,15 +677,7 @@ int evalMain(const Command &, const std::string &modulePath,
   int64_t n = int64_t(items.size());
   std::printf("items %lld  acc %s  acc_norm %s\n", (long long)n,
               accuracy(right, n).c_str(), accuracy(rightNorm, n).c_str());
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
-  std::fprintf(stderr,
-               "qforge-run: %lld tokens in %.2f s (%.1f tokens/s); peak "
-               "memory %.1f MiB\n",
-               (long long)tokensRun, seconds,
-               seconds > 0 ? double(tokensRun) / seconds : 0.0,
-               peakMemoryMiB());
+  printThroughput(tokensRun, start);
   return 0;
 }
 

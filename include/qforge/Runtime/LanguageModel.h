@@ -82,11 +82,13 @@ public:
   /// log P(continuation | context), summed over the continuation's tokens,
   /// from one call over context + continuation (the context cut from the
   /// left to fit `window`); `greedy` says whether every continuation token
-  /// was the most likely one.
+  /// was the most likely one. `tokensRun`, when set, receives the number of
+  /// token positions the call computed (a static length pads to it).
   bool continuationLogLikelihood(const std::vector<int64_t> &context,
                                  const std::vector<int64_t> &continuation,
                                  int64_t window, double &logLikelihood,
-                                 bool &greedy, std::string &err);
+                                 bool &greedy, std::string &err,
+                                 int64_t *tokensRun = nullptr);
 
   /// How generate picks each token (llama.cpp's and Hugging Face's knobs).
   struct Sampling {
