@@ -6,7 +6,8 @@ weight and module size, all measured in this run. Writes a markdown table (stdou
 
   bench/quality.py [--val-bytes 16384] [--nsamples 32] [--seqlen 256]
                    [--methods rtn,gptq,gptq-seq,awq] [--schemes 4g128,4g32,...]
-                   [--squeezellm 3,4] [--task-items 300] [--out FILE]
+                   [--squeezellm 3,4] [--sensitivities xtx,fisher]
+                   [--task-items 300] [--out FILE]
 
 Bits per weight count codes, scales and zero points of the quantized linear layers
 (the layer table's bytes) over their parameters; the module size is the whole .qfm
@@ -20,9 +21,11 @@ log-likelihood per byte) on the first --task-items items of models/data/tasks/
 cloze.jsonl and next_sentence.jsonl (4 choices each: chance is 0.25).
 
 --squeezellm BITS adds, per bit width, the steps of SqueezeLLM's ablation (its paper's
-Figure 1): plain k-means per row (`--sensitivity none`), k-means weighted by diag(XᵀX),
-plus 0.45% outliers, plus 0.05% sensitive values; bits per weight then include the
-per-row tables and the CSR arrays.
+Figure 1): plain k-means per row (`--sensitivity none`), then for each weighting of
+--sensitivities (diag(XᵀX) of the calibration inputs, and the Fisher information of
+qf-fisher over the same calibration windows) the weighted k-means, plus 0.45% outliers,
+plus 0.05% sensitive values; bits per weight then include the per-row tables and the CSR
+arrays.
 """
 import argparse
 import math
@@ -48,6 +51,8 @@ p.add_argument("--schemes", default=None, help="comma list of 4g128, 4g32, 3g128
                "(default: all)")
 p.add_argument("--squeezellm", default="", help="comma list of bit widths for the SqueezeLLM "
                "ablation rows (default: none)")
+p.add_argument("--sensitivities", default="xtx,fisher",
+               help="comma list of the SqueezeLLM ablation's weightings: xtx, fisher")
 p.add_argument("--task-items", type=int, default=300)
 p.add_argument("--out", default=None)
 a = p.parse_args()
@@ -102,7 +107,7 @@ with tempfile.TemporaryDirectory() as d:
     rows.append(("FP32", "-", nats, 32.0, size, cs, accs))
     print(f"FP32: {nats:.4f} nats/byte ({cs:.0f} s)", file=sys.stderr, flush=True)
     for label, bits, group in SCHEMES:
-        for method in a.methods.split(","):
+        for method in [m for m in a.methods.split(",") if m]:
             args = ["--method", method.split("-")[0], "--bits", str(bits),
                     "--group-size", str(group)] + (["--sequential"] if method.endswith("-seq")
                                                    else [])
@@ -117,10 +122,14 @@ with tempfile.TemporaryDirectory() as d:
 
 calib = ["--calib", os.path.join(root, "models", "data", "calib.txt"),
          "--nsamples", str(a.nsamples), "--seqlen", str(a.seqlen)]
-SQUEEZE = [("k-means (unweighted)", ["--sensitivity", "none"]),
-           ("SqueezeLLM, diag(XᵀX)-weighted", calib),
-           ("+ 0.45% outliers", calib + ["--outliers", "0.45"]),
-           ("+ 0.05% sensitive", calib + ["--outliers", "0.45", "--sensitive", "0.05"])]
+SQUEEZE = [("k-means (unweighted)", ["--sensitivity", "none"])]
+WEIGHTING = {"xtx": "diag(XᵀX)", "fisher": "Fisher"}
+for w in [w for w in a.sensitivities.split(",") if w]:
+    sens = calib + ["--sensitivity", w]
+    SQUEEZE += [(f"SqueezeLLM, {WEIGHTING[w]}-weighted", sens),
+                (f"+ 0.45% outliers ({WEIGHTING[w]})", sens + ["--outliers", "0.45"]),
+                (f"+ 0.05% sensitive ({WEIGHTING[w]})",
+                 sens + ["--outliers", "0.45", "--sensitive", "0.05"])]
 with tempfile.TemporaryDirectory() as d:
     val = os.path.join(d, "val.txt")
     with open(os.path.join(root, "models", "data", "val.txt"), "rb") as src, \

@@ -38,15 +38,14 @@ static ActivationRunner &runnerSlot() {
   return runner;
 }
 
+const ActivationRunner &qforge::activationRunner() { return runnerSlot(); }
+
 void qforge::setActivationRunner(ActivationRunner runner) {
   runnerSlot() = std::move(runner);
 }
 
-namespace {
-
-/// Makes `func` return `results` only, named `names` (`qf.name`).
-void setResults(func::FuncOp func, ValueRange results,
-                ArrayRef<std::string> names) {
+void qforge::setFunctionResults(func::FuncOp func, ValueRange results,
+                                ArrayRef<std::string> names) {
   MLIRContext *ctx = func.getContext();
   auto ret = cast<func::ReturnOp>(func.getBody().back().getTerminator());
   ret->setOperands(results);
@@ -59,6 +58,38 @@ void setResults(func::FuncOp func, ValueRange results,
                              StringAttr::get(ctx, name))}));
   func.setAllResultAttrs(attrs);
 }
+
+bool qforge::sampleWindows(StringRef path, int64_t count, int64_t length,
+                           uint64_t seed,
+                           std::vector<std::vector<int64_t>> &windows,
+                           std::string &error) {
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> text =
+      llvm::MemoryBuffer::getFile(path, /*IsText=*/false);
+  if (!text) {
+    error = "calibration text '" + path.str() +
+            "': cannot open: " + text.getError().message();
+    return false;
+  }
+  StringRef bytes = (*text)->getBuffer();
+  if (int64_t(bytes.size()) < length) {
+    error = "calibration text '" + path.str() + "' has " +
+            std::to_string(bytes.size()) + " bytes, fewer than one window of " +
+            std::to_string(length);
+    return false;
+  }
+  // Windows start uniformly in [0, size - length], from the seed.
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, bytes.size() - length);
+  windows.assign(count, {});
+  for (std::vector<int64_t> &w : windows) {
+    int64_t start = pick(rng);
+    for (int64_t i = 0; i < length; ++i)
+      w.push_back(static_cast<unsigned char>(bytes[start + i]));
+  }
+  return true;
+}
+
+namespace {
 
 struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
   using CalibratePassBase::CalibratePassBase;
@@ -80,26 +111,10 @@ struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
       return fail("no model executor is installed (run it from qforge-compile "
                   "or qforge-opt)");
 
-    llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> text =
-        llvm::MemoryBuffer::getFile(calib.getValue(), /*IsText=*/false);
-    if (!text)
-      return fail("calibration text '" + calib +
-                  "': cannot open: " + text.getError().message());
-    StringRef bytes = (*text)->getBuffer();
-    if (int64_t(bytes.size()) < seqlen)
-      return fail("calibration text '" + calib + "' has " +
-                  Twine(bytes.size()) +
-                  " bytes, fewer than seqlen = " + Twine(seqlen));
-
-    // Windows start uniformly in [0, size - seqlen], from the seed.
-    std::mt19937_64 rng(seed);
-    std::uniform_int_distribution<int64_t> pick(0, bytes.size() - seqlen);
-    std::vector<std::vector<int64_t>> windows(nsamples);
-    for (std::vector<int64_t> &w : windows) {
-      int64_t start = pick(rng);
-      for (int64_t i = 0; i < seqlen; ++i)
-        w.push_back(static_cast<unsigned char>(bytes[start + i]));
-    }
+    std::vector<std::vector<int64_t>> windows;
+    std::string error;
+    if (!sampleWindows(calib, nsamples, seqlen, seed, windows, error))
+      return fail(error);
 
     std::vector<LinearWeight> linears = findConstantLinears(main);
     // With next-stage, only the linears that read no float linear's output.
@@ -131,7 +146,7 @@ struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
         statOf.push_back(n);
       }
     }
-    setResults(copyMain, results, names);
+    setFunctionResults(copyMain, results, names);
 
     std::vector<qforge::quant::ActivationStats> stats;
     for (size_t i : measured)
@@ -149,7 +164,6 @@ struct CalibratePass : qforge::impl::CalibratePassBase<CalibratePass> {
       }
       s.add(data, rows, cols);
     };
-    std::string error;
     auto start = std::chrono::steady_clock::now();
     auto report = [&](size_t done) {
       if (progress)

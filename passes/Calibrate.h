@@ -14,6 +14,7 @@
 #ifndef QFORGE_PASSES_CALIBRATE_H
 #define QFORGE_PASSES_CALIBRATE_H
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
 
@@ -40,6 +41,20 @@ using RunProgress = llvm::function_ref<void(size_t done)>;
 using ActivationRunner = std::function<bool(
     mlir::ModuleOp module, const std::vector<std::vector<int64_t>> &windows,
     ActivationSink sink, RunProgress progress, std::string &error)>;
+
+/// The installed runner; empty when none is.
+const ActivationRunner &activationRunner();
+
+/// Makes `func` return `results` only, named `names` (`qf.name`).
+void setFunctionResults(mlir::func::FuncOp func, mlir::ValueRange results,
+                        llvm::ArrayRef<std::string> names);
+
+/// Draws `count` windows of `length` bytes from the file `path`, starting
+/// uniformly in [0, size - length] (std::mt19937_64 from `seed`). Returns
+/// false with a one-line `error` naming the file on failure.
+bool sampleWindows(llvm::StringRef path, int64_t count, int64_t length,
+                   uint64_t seed, std::vector<std::vector<int64_t>> &windows,
+                   std::string &error);
 
 /// Installs the runner qf-calibrate uses (the compiler driver does this).
 void setActivationRunner(ActivationRunner runner);

@@ -124,6 +124,56 @@ def SplitOutliersPass : Pass<"qf-split-outliers", "::mlir::func::FuncOp"> {
   let dependentDialects = ["::mlir::tosa::TosaDialect"];
 }
 
+def GradPass : Pass<"qf-grad", "::mlir::ModuleOp"> {
+  let summary = "Build the gradient of a loss with respect to every constant linear weight";
+  let description = [{
+    Reverse-mode differentiation of graph IR, source to source at the tensor level. From
+    `@entry` (static shapes, TOSA) it builds `@entry_grad` with the same arguments,
+    returning the loss (`tensor<1xf32>`, `qf.name = "loss"`) and, for each constant linear
+    weight (a `tosa.const` read by `tosa.matmul`, see qf-calibrate), d loss / d W with the
+    constant's shape (`qf.name = "grad.<layer>"`). The forward body is cloned; then, in
+    reverse order, one adjoint rule per TOSA op is emitted for the active ops only (those
+    both reachable from a weight and reaching the loss), with fan-out adjoints summed and
+    broadcast operands un-broadcast by `tosa.reduce_sum`. Loss `cross-entropy`: the mean
+    next-token cross-entropy of logits `[1, T, V]` (result 0) against the token input
+    `[1, T]` (argument 0) over the T - 1 predictions, as a Hugging Face causal LM with
+    `labels = input_ids`; loss `sum`: the sum of every element of every f32 result
+    (for testing the rules). With
+    `replace`, the gradient function takes the entry's name and the forward function
+    is removed (to compile it as a module's entry point).
+  }];
+  let options = [
+    Option<"entry", "entry", "std::string", "\"main\"", "The forward function">,
+    Option<"loss", "loss", "std::string", "\"cross-entropy\"",
+           "cross-entropy (next-token, against argument 0) or sum (of every f32 result)">,
+    Option<"replace", "replace", "bool", "false",
+           "The gradient function replaces the forward function">,
+  ];
+  let dependentDialects = ["::mlir::tosa::TosaDialect"];
+}
+
+def FisherPass : Pass<"qf-fisher", "::mlir::ModuleOp"> {
+  let summary = "Attach the empirical Fisher information of every constant linear weight";
+  let description = [{
+    SqueezeLLM's sensitivity: per weight, the mean over calibration sequences of the
+    squared per-sequence gradient of the next-token cross-entropy, (1/S) Σ_s g_s ⊙ g_s.
+    A copy of the module gets qf-grad's gradient function as its entry point; it is
+    compiled and run through qforge's own CPU code once per sequence (`nsamples` windows
+    of T bytes drawn, seeded, from the calibration text `calib` as qf-calibrate draws
+    them, where `[1, T]` is the static shape of the token input). Each weight constant gets
+    `qf.fisher` (f32, the constant's shape), which qf-split-outliers and qf-squeezellm read
+    with `sensitivity=fisher`. The model must have static shapes (import with
+    `--shape input_ids=1xT`); qforge-compile does this on its own.
+  }];
+  let options = [
+    Option<"calib", "calib", "std::string", "\"\"", "Calibration text file (bytes are tokens)">,
+    Option<"nsamples", "nsamples", "int64_t", "128", "Number of sequences">,
+    Option<"seed", "seed", "uint64_t", "0", "Seed of the window sampler">,
+    Option<"progress", "progress", "bool", "false", "Print progress to stderr">,
+  ];
+  let dependentDialects = ["::mlir::tosa::TosaDialect"];
+}
+
 def QuantizeSqueezeLLMPass : Pass<"qf-squeezellm", "::mlir::func::FuncOp"> {
   let summary = "Rewrite linear weights with sensitivity-weighted non-uniform k-means (SqueezeLLM)";
   let description = [{

@@ -29,6 +29,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdio>
+#include <map>
 
 using namespace mlir;
 
@@ -495,6 +496,60 @@ void installActivationRunner() {
   });
 }
 
+/// Attaches qf-fisher's `qf.fisher` to the linear weights of `module`. The
+/// gradient function needs static shapes: when the token input is dynamic, the
+/// ONNX model is imported again with the length --seqlen, qf-fisher runs on
+/// that copy, and its attributes move to `module`'s weights by layer name.
+static bool attachFisher(Compilation &c, ModuleOp module, std::string &error) {
+  const CompileOptions &options = c.options;
+  auto main = module.lookupSymbol<func::FuncOp>("main");
+  auto ids = main && main.getNumArguments()
+                 ? dyn_cast<RankedTensorType>(main.getArgumentTypes()[0])
+                 : RankedTensorType();
+  OwningOpRef<ModuleOp> copy;
+  ModuleOp target = module;
+  if (main && ids && !ids.hasStaticShape()) {
+    auto name = main.getArgAttrOfType<StringAttr>(0, "qf.name");
+    if (StringRef(options.input).ends_with(".mlir") || !name) {
+      error = "--sensitivity fisher needs a token input of static shape: "
+              "import the model with qforge-import --shape input_ids=1xT";
+      return false;
+    }
+    importer::ImportOptions io = options.import;
+    io.shapes[name.getValue().str()] = {1, options.seqlen};
+    copy = importer::importONNXFile(c.ctx, options.input, io, error);
+    if (!copy)
+      return false;
+    target = *copy;
+  }
+  PassManager pm(&c.ctx);
+  FisherPassOptions fisher;
+  fisher.calib = options.calib;
+  fisher.nsamples = options.nsamples;
+  fisher.seed = options.seed;
+  fisher.progress = !options.quiet;
+  pm.addPass(createFisherPass(fisher));
+  if (!c.run(pm, target, "Fisher information", error))
+    return false;
+  if (target == module)
+    return true;
+  std::map<std::string, Attribute> byName;
+  for (const LinearWeight &l :
+       findConstantLinears(target.lookupSymbol<func::FuncOp>("main")))
+    byName[l.name] = l.constOp->getAttr("qf.fisher");
+  for (const LinearWeight &l : findConstantLinears(main)) {
+    Attribute f = byName[l.name];
+    if (!f) {
+      error = "layer '" + l.name +
+              "': the static-shape import has no such weight for the Fisher "
+              "information";
+      return false;
+    }
+    l.constOp->setAttr("qf.fisher", f);
+  }
+  return true;
+}
+
 bool compileModel(const CompileOptions &options, std::string &error) {
   DialectRegistry registry;
   registerDialects(registry);
@@ -550,21 +605,17 @@ bool compileModel(const CompileOptions &options, std::string &error) {
   // 2. Quantize, fuse, externalize weights.
   {
     PassManager pm(&ctx);
-    bool needsXtx =
-        (options.method == "squeezellm" && options.sensitivity == "xtx") ||
-        (options.sensitive > 0 && options.sensitivity == "xtx");
-    if ((options.method == "gptq" || options.method == "awq" || needsXtx) &&
+    bool sensitivityUsed =
+        options.method == "squeezellm" || options.sensitive > 0;
+    bool needsXtx = sensitivityUsed && options.sensitivity == "xtx";
+    bool needsFisher = sensitivityUsed && options.sensitivity == "fisher";
+    if ((options.method == "gptq" || options.method == "awq" || needsXtx ||
+         needsFisher) &&
         options.calib.empty()) {
-      error = (options.method == "squeezellm" || options.sensitive > 0
-                   ? "--sensitivity xtx"
-                   : "--method " + options.method) +
+      error = (sensitivityUsed ? "--sensitivity " + options.sensitivity
+                               : "--method " + options.method) +
               " needs calibration text: pass --calib FILE (e.g. "
               "models/data/calib.txt)";
-      return false;
-    }
-    if (options.sensitivity == "fisher") {
-      error = "--sensitivity fisher needs qf-fisher, which is not "
-              "available yet; use --sensitivity xtx";
       return false;
     }
     if (!(options.outliers >= 0 && options.outliers < 100 &&
@@ -582,9 +633,12 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       error = "--sequential applies to --method gptq";
       return false;
     }
+    if (!options.calib.empty())
+      installActivationRunner();
+    if (needsFisher && !attachFisher(c, *module, error))
+      return false;
     CalibratePassOptions calibrate;
     if (!options.calib.empty()) {
-      installActivationRunner();
       calibrate.calib = options.calib;
       calibrate.nsamples = options.nsamples;
       calibrate.seqlen = options.seqlen;

@@ -104,9 +104,11 @@ static cl::opt<bool>
                cl::cat(category));
 static cl::opt<std::string> sensitivity(
     "sensitivity",
-    cl::desc("squeezellm and --sensitive: what weighs each weight: xtx (the "
-             "diagonal of the calibration inputs' XᵀX) or none (squeezellm: "
-             "plain k-means)"),
+    cl::desc("squeezellm and --sensitive: what weighs each weight: fisher "
+             "(mean squared gradient of the loss over --nsamples windows of "
+             "--seqlen calibration bytes, qf-fisher), xtx (the diagonal of "
+             "the calibration inputs' XᵀX) or none (squeezellm: plain "
+             "k-means)"),
     cl::init("xtx"), cl::cat(category));
 static cl::opt<std::string>
     solver("kmeans",
@@ -196,7 +198,8 @@ int main(int argc, char **argv) {
   options.clip = clip;
   options.actOrder = actOrder;
   if (sensitivity != "xtx" && sensitivity != "none" && sensitivity != "fisher")
-    return fail("--sensitivity must be xtx or none, not '" + sensitivity + "'");
+    return fail("--sensitivity must be fisher, xtx or none, not '" +
+                sensitivity + "'");
   if (solver != "exact" && solver != "lloyd")
     return fail("--kmeans must be exact or lloyd, not '" + solver + "'");
   options.sensitivity = sensitivity;

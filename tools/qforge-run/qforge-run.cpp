@@ -356,6 +356,18 @@ int runMain(const Command &, const std::string &modulePath,
     if (::access(dir.c_str(), W_OK) != 0)
       throw Failure(file + ": cannot write: " + std::strerror(errno));
   }
+  if (options.has("output-dir")) {
+    std::string dir = options.get("output-dir", "");
+    if (::access(dir.c_str(), W_OK) != 0)
+      throw Failure(dir + ": cannot write: " + std::strerror(errno));
+    for (const qfm::ArgInfo *a : outputArgs) {
+      if (outputFiles.count(a->name))
+        continue;
+      std::string file = a->name;
+      std::replace(file.begin(), file.end(), '/', '_');
+      outputFiles.emplace(a->name, dir + "/" + file + ".npy");
+    }
+  }
 
   std::string err;
   TensorMap inputs;
@@ -857,6 +869,9 @@ const std::vector<Command> &commands() {
         {"output", "[NAME=]FILE", true,
          "write an output tensor (.npy or .pb); outputs without a file are "
          "summarized on stdout"},
+        {"output-dir", "DIR", false,
+         "write every output without a file as DIR/NAME.npy ('/' in a name "
+         "becomes '_')"},
         {"device", "auto|cpu|cuda", false,
          "where to run (auto: the GPU if the module has code for it and one "
          "is available, else the CPU)"},
