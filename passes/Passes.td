@@ -181,7 +181,9 @@ def QuantizeSqueezeLLMPass : Pass<"qf-squeezellm", "::mlir::func::FuncOp"> {
     the row's weights, each weighted by its sensitivity (qforge::quant, Codebook.h): the
     exact weighted 1-D optimum by default (`solver=exact`), or weighted k-means++ and Lloyd
     as SqueezeLLM's reference code runs (`solver=lloyd`). The weight becomes
-    `qf.dequantize #qf.scheme<codebook, bits = B>` of packed codes and a per-row f32 table.
+    `qf.dequantize #qf.scheme<codebook, bits = B>` of packed codes and a per-row table, f32
+    or (`table=f16`) f16 with each entry rounded to the nearest f16 value after the
+    k-means (the codes stay; outliers' residuals use the rounded entries).
     Sensitivity: `fisher` (`qf.fisher` on the weight constant, from qf-fisher), `xtx` (the
     diagonal of qf-calibrate's XᵀX per input channel) or `none` (plain k-means). Weights
     that qf-split-outliers extracted get weight 0 and their exact values in a
@@ -194,6 +196,8 @@ def QuantizeSqueezeLLMPass : Pass<"qf-squeezellm", "::mlir::func::FuncOp"> {
     Option<"solver", "solver", "std::string", "\"exact\"",
            "exact (dynamic programming) or lloyd (k-means++ and Lloyd, 50 iterations)">,
     Option<"seed", "seed", "uint64_t", "0", "Seed of the k-means++ initialisation">,
+    Option<"table", "table", "std::string", "\"f32\"",
+           "Element type of the tables: f32, or f16 (entries rounded to nearest)">,
     Option<"progress", "progress", "bool", "false", "Print progress to stderr">,
   ];
   let dependentDialects = ["::qforge::qf::QFDialect", "::mlir::tosa::TosaDialect"];

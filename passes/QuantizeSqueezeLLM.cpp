@@ -49,6 +49,9 @@ struct QuantizeSqueezeLLMPass
       return fail(getOperation(),
                   "unknown solver '" + solver + "' (exact or lloyd)");
     options.seed = seed;
+    if (table != "f32" && table != "f16")
+      return fail(getOperation(),
+                  "unknown table type '" + table + "' (f32 or f16)");
 
     OpBuilder b(&getContext());
     std::vector<LinearWeight> linears = findConstantLinears(getOperation());
@@ -95,6 +98,8 @@ struct QuantizeSqueezeLLMPass
           weight.data(), linear.rows, linear.cols, bits, s,
           excluded.empty() ? nullptr : excluded.data(), options,
           progress ? std::function<void(int64_t)>(report) : nullptr);
+      if (table == "f16")
+        q::roundTableToHalf(quantized);
       rewriteCodebook(b, linear, quantized, weight);
     }
   }

@@ -217,6 +217,9 @@ template Value createResourceConst<float>(OpBuilder &, Location, StringRef,
 template Value createResourceConst<uint8_t>(OpBuilder &, Location, StringRef,
                                             ArrayRef<uint8_t>,
                                             ArrayRef<int64_t>, Type);
+template Value createResourceConst<uint16_t>(OpBuilder &, Location, StringRef,
+                                             ArrayRef<uint16_t>,
+                                             ArrayRef<int64_t>, Type);
 template Value createResourceConst<int32_t>(OpBuilder &, Location, StringRef,
                                             ArrayRef<int32_t>,
                                             ArrayRef<int64_t>, Type);
@@ -380,9 +383,18 @@ qf::DequantizeOp rewriteCodebook(OpBuilder &b, LinearWeight &linear,
   w.codes = createResourceConst<uint32_t>(
       b, loc, linear.name + ".codes", q.codes,
       {linear.rows, w.scheme.wordsPerRow(linear.cols)}, b.getI32Type());
-  w.lut =
-      createResourceConst<float>(b, loc, linear.name + ".lut", q.lut,
-                                 {linear.rows, q.entries()}, b.getF32Type());
+  if (q.halfTable) {
+    std::vector<uint16_t> half(q.lut.size());
+    for (size_t i = 0; i < half.size(); ++i)
+      half[i] = quant::halfBits(q.lut[i]);
+    w.lut = createResourceConst<uint16_t>(b, loc, linear.name + ".lut", half,
+                                          {linear.rows, q.entries()},
+                                          b.getF16Type());
+  } else {
+    w.lut =
+        createResourceConst<float>(b, loc, linear.name + ".lut", q.lut,
+                                   {linear.rows, q.entries()}, b.getF32Type());
+  }
   return finishRewrite(b, linear, w, quant::dequantize(q), weight);
 }
 

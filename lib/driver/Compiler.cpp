@@ -695,6 +695,7 @@ bool compileModel(const CompileOptions &options, std::string &error) {
       squeeze.bits = options.bits;
       squeeze.sensitivity = options.sensitivity;
       squeeze.solver = options.solver;
+      squeeze.table = options.table;
       squeeze.progress = !options.quiet;
       pm.addNestedPass<func::FuncOp>(createQuantizeSqueezeLLMPass(squeeze));
     } else if (options.method != "none") {

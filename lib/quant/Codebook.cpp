@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 
 namespace qforge::quant {
 
@@ -47,6 +48,19 @@ quantizeCodebook(const float *w, int64_t rows, int64_t cols, unsigned bits,
   return q;
 }
 
+uint16_t halfBits(float v) {
+  _Float16 h = static_cast<_Float16>(v);
+  uint16_t bits;
+  std::memcpy(&bits, &h, sizeof bits);
+  return bits;
+}
+
+void roundTableToHalf(CodebookQuantized &q) {
+  for (float &v : q.lut)
+    v = static_cast<float>(static_cast<_Float16>(v));
+  q.halfTable = true;
+}
+
 std::vector<float> dequantize(const CodebookQuantized &q) {
   std::vector<float> out(size_t(q.rows * q.cols));
   const int64_t words = wordsPerRow(q.cols, q.bits);
@@ -60,7 +74,7 @@ std::vector<float> dequantize(const CodebookQuantized &q) {
 
 int64_t packedBytes(const CodebookQuantized &q) {
   return int64_t(q.codes.size() * sizeof(uint32_t) +
-                 q.lut.size() * sizeof(float));
+                 q.lut.size() * (q.halfTable ? 2 : sizeof(float)));
 }
 
 } // namespace qforge::quant

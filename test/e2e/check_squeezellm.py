@@ -6,7 +6,8 @@ the CSR outliers, then checks, against the model's float weight W (rows = output
 channels):
   - at each outlier position the decoded weight equals W (1e-6 relative to the row's
     largest weight): dense + sparse is exact there;
-  - every other weight decodes to the table entry nearest to it (ties allowed);
+  - every other weight decodes to the table entry nearest to it (ties allowed; with an
+    f16 table, up to the rounding of the entries to f16);
   - with --unweighted (the module was compiled with --sensitivity none): each table
     entry that has weights is their mean (the table is a fixed point of Lloyd's
     iteration, which every k-means optimum is), to 1e-4 of the row's range;
@@ -44,7 +45,13 @@ def main():
             continue
         W = inits[name].astype(np.float64).T  # [N, K]
         codes = qfmlib.unpack_codes(weights[name + ".codes"], K, bits)
+        half = weights[name + ".lut"].dtype == np.float16
         lut = weights[name + ".lut"].astype(np.float64)
+        # An f16 table's entries are the k-means entries rounded to the nearest f16
+        # value (relative error at most 2^-11): weights keep their cluster, so a
+        # weight may sit that much nearer another entry.
+        rounding = (2.0 ** -11 * np.abs(lut).max(axis=1, keepdims=True)
+                    if half else np.zeros((lut.shape[0], 1)))
         N = W.shape[0]
         decoded = np.take_along_axis(lut, codes, axis=1)
         mask = np.zeros(W.shape, bool)
@@ -71,7 +78,7 @@ def main():
         dist = np.abs(W[:, :, None] - lut[:, None, :])
         best = dist.min(axis=2)
         got = np.abs(W - decoded)
-        slack = 1e-6 * (np.abs(W).max(axis=1, keepdims=True))
+        slack = 1e-6 * (np.abs(W).max(axis=1, keepdims=True)) + 2 * rounding
         bad = (~mask) & (got > best + slack)
         # Outliers kept as code constants: skip their positions (the largest |w|).
         if count and not mask.any():
@@ -88,7 +95,7 @@ def main():
             span = (W.max(axis=1) - W.min(axis=1))[:, None]
             used = counts > 0
             means = sums / np.maximum(counts, 1)
-            worst = (np.abs(means - lut) / span)[used].max()
+            worst = (np.maximum(np.abs(means - lut) - rounding, 0) / span)[used].max()
             if worst > 1e-4:
                 print(f"{name}: a table entry is not the mean of its weights "
                       f"({worst:.2e} of the row's range)")

@@ -1,7 +1,7 @@
 """Codebook (look-up table) and CSR-outlier kernels, checked numerically.
 
-Writes graph IR with one tensor-form qf.fused_matmul (codebook scheme, per-row LUT,
-CSR outliers, bias; rows of x dynamic) over random codes, compiles it for the CPU with
+Writes graph IR with one tensor-form qf.fused_matmul (codebook scheme, per-row LUT in
+f32 or f16, CSR outliers, bias; rows of x dynamic) over random codes, compiles it for the CPU with
 `--method none` (the weights stay as given), runs it at M = 1 and 3 (GEMV kernel) and
 M = 19 (GEMM kernel) on 1 and 2 threads, and compares with y = x · (LUT[codes] + S)ᵀ + b
 computed here in numpy (relative difference <= 1e-5).
@@ -48,10 +48,11 @@ def main():
     os.makedirs(work, exist_ok=True)
     rng = np.random.default_rng(3)
     ok = True
-    for bits, K, N in ((4, 1000, 150), (3, 544, 20)):
+    for bits, K, N, table in ((4, 1000, 150, "f32"), (3, 544, 20, "f32"),
+                              (4, 520, 40, "f16"), (3, 544, 20, "f16")):
         L = 1 << bits
         codes = rng.integers(0, L, size=(N, K))
-        lut = rng.standard_normal((N, L)).astype(np.float32)
+        lut = rng.standard_normal((N, L)).astype(np.float16 if table == "f16" else np.float32)
         packed = pack(codes, bits)
         assert (qfmlib.unpack_codes(packed, K, bits) == codes).all()
         # About 1% outliers, at least one row empty.
@@ -68,17 +69,17 @@ def main():
   %m = tensor.dim %x, %c0 : tensor<?x{K}xf32>
   %init = tensor.empty(%m) : tensor<?x{N}xf32>
   %codes = arith.constant {dense(packed.view(np.int32), "i32")}
-  %lut = arith.constant {dense(lut, "f32")}
+  %lut = arith.constant {dense(lut, table)}
   %rp = arith.constant {dense(row_ptr, "i32")}
   %ci = arith.constant {dense(col_idx, "i32")}
   %v = arith.constant {dense(values, "f32")}
   %b = arith.constant {dense(bias, "f32")}
-  %y = qf.fused_matmul #qf.scheme<codebook, bits = {bits}> %x, %codes lut(%lut) outliers(%rp, %ci, %v) bias(%b) outs(%init) : (tensor<?x{K}xf32>, tensor<{N}x{W}xi32>, tensor<{N}x{L}xf32>, tensor<{N+1}xi32>, tensor<{nnz}xi32>, tensor<{nnz}xf32>, tensor<{N}xf32>, tensor<?x{N}xf32>) -> tensor<?x{N}xf32>
+  %y = qf.fused_matmul #qf.scheme<codebook, bits = {bits}> %x, %codes lut(%lut) outliers(%rp, %ci, %v) bias(%b) outs(%init) : (tensor<?x{K}xf32>, tensor<{N}x{W}xi32>, tensor<{N}x{L}x{table}>, tensor<{N+1}xi32>, tensor<{nnz}xi32>, tensor<{nnz}xf32>, tensor<{N}xf32>, tensor<?x{N}xf32>) -> tensor<?x{N}xf32>
   return %y : tensor<?x{N}xf32>
 }}
 """
-        mlir = os.path.join(work, f"cb{bits}.mlir")
-        qfm = os.path.join(work, f"cb{bits}.qfm")
+        mlir = os.path.join(work, f"cb{bits}{table}.mlir")
+        qfm = os.path.join(work, f"cb{bits}{table}.qfm")
         with open(mlir, "w") as f:
             f.write(ir)
         run(["qforge-compile", mlir, "-o", qfm, "--method", "none", "--target", "cpu",
@@ -89,12 +90,12 @@ def main():
         for M in (1, 3, 19):
             x = rng.standard_normal((M, K)).astype(np.float32)
             ref = x.astype(np.float64) @ dense_w.T + bias
-            for y in qfmlib.run_on_threads(qfm, x, work, f"cb{bits}.m{M}"):
+            for y in qfmlib.run_on_threads(qfm, x, work, f"cb{bits}{table}.m{M}"):
                 rel = np.abs(y - ref).max() / np.abs(ref).max()
                 worst = max(worst, rel)
         good = worst <= 1e-5
         ok &= good
-        print(f"codebook {bits}-bit K {K} N {N} nnz {nnz}: max rel diff {worst:.2e} "
+        print(f"codebook {bits}-bit {table} table K {K} N {N} nnz {nnz}: max rel diff {worst:.2e} "
               f"{'ok' if good else 'FAIL'}")
     print("PASS" if ok else "FAIL")
     sys.exit(0 if ok else 1)

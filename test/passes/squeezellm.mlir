@@ -1,5 +1,6 @@
 // RUN: qforge-opt %s --pass-pipeline='builtin.module(func.func(qf-split-outliers{outliers=12.5 sensitivity=none}, qf-squeezellm{bits=2 sensitivity=none}))' | FileCheck %s
 // RUN: qforge-opt %s --pass-pipeline='builtin.module(func.func(qf-split-outliers{outliers=12.5 sensitivity=none}))' | FileCheck %s --check-prefix=SPLIT
+// RUN: qforge-opt %s --pass-pipeline='builtin.module(func.func(qf-split-outliers{outliers=12.5 sensitivity=none}, qf-squeezellm{bits=2 sensitivity=none table=f16}))' | FileCheck %s --check-prefix=HALF
 // RUN: not qforge-opt %s --pass-pipeline='builtin.module(func.func(qf-squeezellm{bits=3 sensitivity=xtx}))' 2>&1 | FileCheck %s --check-prefix=NOCALIB
 // RUN: not qforge-opt %s --pass-pipeline='builtin.module(func.func(qf-squeezellm{bits=3 solver=fast}))' 2>&1 | FileCheck %s --check-prefix=SOLVER
 // RUN: not qforge-opt %s --pass-pipeline='builtin.module(func.func(qf-split-outliers{sensitive=1 sensitivity=none}))' 2>&1 | FileCheck %s --check-prefix=SENSITIVE
@@ -29,6 +30,13 @@
 // CHECK-DAG:   w.row_ptr: "0x040000000000000001000000"
 // CHECK-DAG:   w.col_idx: "0x0400000006000000"
 // CHECK-DAG:   w.values: "0x0400000000001041"
+
+// With table=f16 the entries round to the nearest f16 values: -2 (0xC000), 0, 0.15 →
+// 0.1500244 (0x30CD), 1.05 → 1.0498047 (0x3C33); the codes are the same.
+// HALF:        qf.dequantize #qf.scheme<codebook, bits = 2> %{{.+}} lut(%{{.+}} : tensor<1x4xf16>)
+// HALF-DAG:    w.codes: "0x04000000E9930000"
+// HALF-DAG:    w.lut: "0x0200000000C00000CD30333C"
+// HALF-DAG:    w.values: "0x0400000000001041"
 
 // NOCALIB: layer 'w' has no calibration statistics
 // SOLVER: unknown solver 'fast' (exact or lloyd)

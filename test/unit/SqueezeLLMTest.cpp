@@ -226,8 +226,9 @@ TEST(OutliersTest, ExtractAndResidualsAreExact) {
   EXPECT_EQ(s.nnz(), std::count(mask.begin(), mask.end(), 1));
   ASSERT_EQ(s.rowPtr.size(), size_t(rows + 1));
   for (size_t i = 0; i < mask.size(); ++i) {
-    if (mask[i])
+    if (mask[i]) {
       EXPECT_EQ(dense[i], 0.0f);
+    }
   }
   CodebookQuantized q =
       quantizeCodebook(dense.data(), rows, cols, 3, {}, mask.data());
@@ -235,8 +236,30 @@ TEST(OutliersTest, ExtractAndResidualsAreExact) {
   storeResiduals(s, decoded.data());
   addSparse(s, decoded.data());
   for (size_t i = 0; i < mask.size(); ++i) {
-    if (mask[i])
+    if (mask[i]) {
       EXPECT_NEAR(decoded[i], w[i], 1e-6f) << i;
+    }
+  }
+}
+
+TEST(CodebookTest, HalfTables) {
+  // Nearest f16, ties to even: 1 + 2^-11 lies halfway between 1 and 1 + 2^-10.
+  EXPECT_EQ(halfBits(1.0f), 0x3C00);
+  EXPECT_EQ(halfBits(-2.0f), 0xC000);
+  EXPECT_EQ(halfBits(0.15f), 0x30CD);
+  EXPECT_EQ(halfBits(1.0f + 0x1p-11f), 0x3C00);
+  EXPECT_EQ(halfBits(1.0f + 3 * 0x1p-11f), 0x3C02);
+  EXPECT_EQ(halfBits(65504.0f), 0x7BFF);
+  std::vector<float> w = gaussianMatrix(8, 64, 5);
+  CodebookQuantized q = quantizeCodebook(w.data(), 8, 64, 3, {}, nullptr);
+  CodebookQuantized h = q;
+  roundTableToHalf(h);
+  EXPECT_TRUE(h.halfTable);
+  EXPECT_EQ(h.codes, q.codes);
+  EXPECT_EQ(packedBytes(q) - packedBytes(h), int64_t(q.lut.size() * 2));
+  for (size_t i = 0; i < q.lut.size(); ++i) {
+    EXPECT_EQ(h.lut[i], static_cast<float>(static_cast<_Float16>(q.lut[i])));
+    EXPECT_NEAR(h.lut[i], q.lut[i], std::abs(q.lut[i]) * 0x1p-11f);
   }
 }
 

@@ -111,6 +111,12 @@ static cl::opt<std::string> sensitivity(
              "k-means)"),
     cl::init("xtx"), cl::cat(category));
 static cl::opt<std::string>
+    table("lut",
+          cl::desc("squeezellm: element type of the per-row tables: f32 "
+                   "(default) or f16 (half the table bytes; entries rounded "
+                   "to the nearest f16 value)"),
+          cl::init("f32"), cl::cat(category));
+static cl::opt<std::string>
     solver("kmeans",
            cl::desc("squeezellm: exact (optimal weighted 1-D k-means) or "
                     "lloyd (k-means++ and Lloyd, as the reference code)"),
@@ -204,6 +210,11 @@ int main(int argc, char **argv) {
     return fail("--kmeans must be exact or lloyd, not '" + solver + "'");
   options.sensitivity = sensitivity;
   options.solver = solver;
+  if (table != "f32" && table != "f16")
+    return fail("--lut must be f32 or f16, not '" + table + "'");
+  if (table != "f32" && method != "squeezellm")
+    return fail("--lut applies to --method squeezellm");
+  options.table = table;
   options.outliers = outliers;
   options.sensitive = sensitive;
   options.sequential = sequential;

@@ -31,6 +31,8 @@ struct CompileOptions {
   // (exact, lloyd).
   std::string sensitivity = "xtx";
   std::string solver = "exact";
+  // squeezellm: element type of the per-row tables (f32, f16)
+  std::string table = "f32";
   // Dense-and-sparse split before quantizing (any method): outliers and
   // sensitive values, percent of the weights (0: none).
   double outliers = 0;

@@ -41,9 +41,18 @@ struct CodebookQuantized {
   std::vector<uint32_t> codes;
   /// Row-major [rows, 2^bits], each row ascending.
   std::vector<float> lut;
+  /// Whether the table is stored as f16 (its entries are then f16 values).
+  bool halfTable = false;
 
   int64_t entries() const { return int64_t(1) << bits; }
 };
+
+/// Rounds every table entry to the nearest f16 value (ties to even) and marks
+/// the table f16; the codes stay (each weight keeps its cluster).
+void roundTableToHalf(CodebookQuantized &q);
+
+/// The IEEE binary16 bits of the f16 value nearest to `v` (ties to even).
+uint16_t halfBits(float v);
 
 /// Where the sample weights of the k-means come from; both null: all 1.
 struct Sensitivity {
