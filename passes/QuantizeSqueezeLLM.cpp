@@ -35,9 +35,11 @@ struct QuantizeSqueezeLLMPass
       at->emitError("qf-squeezellm: ") << message;
       signalPassFailure();
     };
-    if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
-      return fail(getOperation(), "unsupported bit width " + Twine(bits) +
-                                      " (expected 2, 3, 4 or 8)");
+    if (!qf::SchemeAttr::getChecked(
+            [&] { return getOperation().emitError("qf-squeezellm: "); },
+            &getContext(), qf::SchemeKind::Codebook, unsigned(bits),
+            qf::SchemeAttr::kPerChannel, false))
+      return signalPassFailure();
     if (sensitivity != "fisher" && sensitivity != "xtx" &&
         sensitivity != "none")
       return fail(getOperation(), "unknown sensitivity '" + sensitivity +
@@ -73,14 +75,8 @@ struct QuantizeSqueezeLLMPass
       s.perWeight = perWeight.empty() ? nullptr : perWeight.data();
       s.perColumn = perColumn.empty() ? nullptr : perColumn.data();
       std::vector<uint8_t> excluded;
-      if (linear.outliers) {
-        excluded.assign(size_t(linear.rows * linear.cols), 0);
-        const q::SparseRows &o = *linear.outliers;
-        for (int64_t n = 0; n < o.rows; ++n)
-          for (int32_t j = o.rowPtr[size_t(n)]; j < o.rowPtr[size_t(n) + 1];
-               ++j)
-            excluded[size_t(n * o.cols + o.colIdx[size_t(j)])] = 1;
-      }
+      if (linear.outliers)
+        excluded = linear.outliers->positions();
       std::vector<float> weight = linear.load();
       // One line per layer; on a terminal it counts the rows as they go.
       bool live = llvm::errs().is_displayed();

@@ -11,6 +11,8 @@
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/Matchers.h"
 
+#include <type_traits>
+
 using namespace mlir;
 
 namespace qforge {
@@ -81,14 +83,25 @@ std::vector<tosa::MatMulOp> LinearWeight::uses() const {
   return all;
 }
 
-/// The contents of a resource or dense constant of element type T.
+/// The contents of a resource or dense constant whose element type is T
+/// (f32 for float, a signless integer of T's width otherwise); empty for any
+/// other attribute or element type.
 template <typename T> static std::vector<T> readArray(Attribute attr) {
-  if (auto res = dyn_cast_or_null<DenseResourceElementsAttr>(attr))
+  auto elements = dyn_cast_or_null<ElementsAttr>(attr);
+  if (!elements)
+    return {};
+  Type et = elements.getElementType();
+  if (std::is_floating_point_v<T> ? !et.isF32()
+                                  : !et.isSignlessInteger(8 * sizeof(T)))
+    return {};
+  if (auto res = dyn_cast<DenseResourceElementsAttr>(attr)) {
     if (AsmResourceBlob *blob = res.getRawHandle().getBlob()) {
       ArrayRef<T> data = blob->template getDataAs<T>();
       return std::vector<T>(data.begin(), data.end());
     }
-  if (auto dense = dyn_cast_or_null<DenseElementsAttr>(attr)) {
+    return {};
+  }
+  if (auto dense = dyn_cast<DenseElementsAttr>(attr)) {
     auto values = dense.getValues<T>();
     return std::vector<T>(values.begin(), values.end());
   }
@@ -268,13 +281,7 @@ void eraseIfDead(Value v) {
 }
 
 std::vector<float> readFloatsOf(Attribute attr) {
-  if (std::optional<ArrayRef<float>> data = viewFloats(attr))
-    return std::vector<float>(data->begin(), data->end());
-  if (auto dense = dyn_cast<DenseFPElementsAttr>(attr)) {
-    auto values = dense.getValues<float>();
-    return std::vector<float>(values.begin(), values.end());
-  }
-  return {};
+  return readArray<float>(attr);
 }
 
 std::optional<std::vector<float>> constantFloats(Value v) {

@@ -141,6 +141,14 @@ void addSparse(const SparseRows &s, float *dense) {
       dense[n * s.cols + s.colIdx[size_t(j)]] += s.values[size_t(j)];
 }
 
+std::vector<uint8_t> SparseRows::positions() const {
+  std::vector<uint8_t> mask(size_t(rows * cols), 0);
+  for (int64_t n = 0; n < rows; ++n)
+    for (int32_t j = rowPtr[size_t(n)]; j < rowPtr[size_t(n) + 1]; ++j)
+      mask[size_t(n * cols + colIdx[size_t(j)])] = 1;
+  return mask;
+}
+
 int64_t packedBytes(const SparseRows &s) {
   return int64_t(s.rowPtr.size() * sizeof(int32_t) +
                  s.colIdx.size() * sizeof(int32_t) +

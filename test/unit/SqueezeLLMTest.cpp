@@ -225,6 +225,7 @@ TEST(OutliersTest, ExtractAndResidualsAreExact) {
   SparseRows s = extractMarked(dense.data(), rows, cols, mask.data());
   EXPECT_EQ(s.nnz(), std::count(mask.begin(), mask.end(), 1));
   ASSERT_EQ(s.rowPtr.size(), size_t(rows + 1));
+  EXPECT_EQ(s.positions(), mask);
   for (size_t i = 0; i < mask.size(); ++i) {
     if (mask[i]) {
       EXPECT_EQ(dense[i], 0.0f);

@@ -43,6 +43,8 @@ struct SparseRows {
   std::vector<float> values;
 
   int64_t nnz() const { return int64_t(values.size()); }
+  /// A rows x cols row-major mask: 1 at the stored positions.
+  std::vector<uint8_t> positions() const;
 };
 
 /// What the fence search needs of one matrix's weight distribution.
