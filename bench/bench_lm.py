@@ -85,6 +85,9 @@ QF_VARIANTS = {
     "sqllm4": ["--method", "squeezellm", "--bits", "4", "--sensitivity", "none"],
     "sqllm3-o": ["--method", "squeezellm", "--bits", "3", "--sensitivity", "none",
                  "--outliers", "0.45"],
+    # The same with f16 tables (entries converted to f32 in the kernel).
+    "sqllm4-f16": ["--method", "squeezellm", "--bits", "4", "--sensitivity", "none",
+                   "--lut", "f16"],
 }
 LLAMA_TYPES = ["f32", "Q4_0", "Q4_K_M", "Q3_K_S"]
 

@@ -318,15 +318,42 @@ public:
                                     /*withElseRegion=*/true);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(branch.thenBlock()->getTerminator());
-    if (int8)
-      emitGemvInt8(m);
-    else
-      emitGemv(m);
+    withGatherableLut(!lutInRegister(), [&] {
+      if (int8)
+        emitGemvInt8(m);
+      else
+        emitGemv(m);
+    });
     b.setInsertionPoint(branch.elseBlock()->getTerminator());
-    if (int8)
-      emitGemmInt8(m);
-    else
-      emitGemm(m);
+    withGatherableLut(true, [&] {
+      if (int8)
+        emitGemmInt8(m);
+      else
+        emitGemm(m);
+    });
+  }
+
+  /// Runs `body` with `lut` an f32 copy of a table of another element type
+  /// when `gathers` (the kernel gathers table entries): x86 has no 16-bit
+  /// gather, and LLVM would split each into 16 scalar loads in every kernel.
+  /// The copy costs one conversion per table entry per call, against
+  /// ~K/16 lookups of each entry by each row of activations.
+  void withGatherableLut(bool gathers, llvm::function_ref<void()> body) {
+    Value stored = lut;
+    if (!lut || !gathers ||
+        cast<MemRefType>(lut.getType()).getElementType().isF32())
+      return body();
+    int64_t entries = N * (int64_t(1) << bits);
+    Value copy = allocStatic(entries, f32);
+    loop(idx(0), idx(entries), idx(1), [&](Value i) {
+      memref::StoreOp::create(
+          b, scalarToF32(memref::LoadOp::create(b, stored, ValueRange{i})),
+          copy, ValueRange{i});
+    });
+    lut = copy;
+    body();
+    lut = stored;
+    memref::DeallocOp::create(b, copy);
   }
 
 private:
