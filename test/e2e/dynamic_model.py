@@ -80,9 +80,10 @@ def main():
         ref = reference(x)
         if y.shape != ref.shape:
             print("FAIL shape", y.shape, "expected", ref.shape)
-            return
+            sys.exit(1)
         err = float(np.abs(y - ref).max() / np.abs(ref).max())
         print("PASS" if err < 1e-5 else "FAIL", y.shape, "rel %.2e" % err)
+        sys.exit(0 if err < 1e-5 else 1)
 
 
 if __name__ == "__main__":
