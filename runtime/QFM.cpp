@@ -17,6 +17,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "qforge/Runtime/QFM.h"
+#include "qforge/Support/OneLine.h"
 
 #include <algorithm>
 #include <atomic>
@@ -24,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <limits>
 #include <set>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -112,8 +114,24 @@ size_t qfm::dtypeSize(DType type) {
 int64_t qfm::numElements(const std::vector<int64_t> &shape) {
   int64_t n = 1;
   for (int64_t d : shape)
-    n *= d < 0 ? 0 : d;
+    if (d <= 0)
+      return 0;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(n, d, &n))
+      return std::numeric_limits<int64_t>::max();
   return n;
+}
+
+bool qfm::checkedByteSize(const std::vector<int64_t> &shape, DType type,
+                          uint64_t &bytes) {
+  int64_t count = 1, total;
+  for (int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(count, d, &count))
+      return false;
+  if (__builtin_mul_overflow(count, int64_t(dtypeSize(type)), &total))
+    return false;
+  bytes = uint64_t(total);
+  return true;
 }
 
 bool qfm::isDynamic(const std::vector<int64_t> &shape) {
@@ -253,6 +271,13 @@ bool parseArg(SchemaReader &r, const json &value, const std::string &path,
                     "expected an integer >= -1");
     arg.shape.push_back(dim.get<int64_t>());
   }
+  std::vector<int64_t> largest = arg.shape; // dynamic dimensions as 1
+  for (int64_t &d : largest)
+    d = d < 0 ? 1 : d;
+  uint64_t bytes;
+  if (!checkedByteSize(largest, arg.dtype, bytes))
+    return r.fail(path + ".shape", "too large: " + formatShape(arg.shape) +
+                                       " exceeds 2^63 - 1 bytes");
   if (!r.getString(value, path, "section", arg.role == ArgRole::Weight,
                    arg.section))
     return false;
@@ -499,11 +524,11 @@ std::unique_ptr<File> File::open(const std::string &path, std::string &err) {
   std::string problem;
   try {
     if (!file->validate(problem)) {
-      err = path + ": " + problem;
+      err = oneLine(path + ": " + problem);
       return nullptr;
     }
   } catch (const std::exception &e) {
-    err = path + ": " + e.what();
+    err = oneLine(path + ": " + e.what());
     return nullptr;
   }
   return file;
@@ -598,6 +623,35 @@ bool File::validate(std::string &err) {
     }
     s.data = base + s.offset;
     sectionList.push_back(std::move(s));
+  }
+
+  // Sections and the table must not share bytes: a byte that belongs to two
+  // places would let one checksum vouch for data read as something else.
+  struct Extent {
+    uint64_t begin, end;
+    std::string what;
+  };
+  std::vector<Extent> extents;
+  extents.push_back({tableOffset, tableOffset + tableBytes,
+                     "the section table (byte offset " +
+                         std::to_string(tableOffset) + ", " +
+                         std::to_string(tableBytes) + " bytes)"});
+  for (const Section &s : sectionList)
+    extents.push_back({s.offset, s.offset + s.size,
+                       describeSection(s.name, s.offset, s.size)});
+  std::sort(extents.begin(), extents.end(),
+            [](const Extent &a, const Extent &b) {
+              return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+            });
+  const Extent *last = nullptr;
+  for (const Extent &e : extents) {
+    if (e.begin == e.end)
+      continue;
+    if (last && e.begin < last->end) {
+      err = e.what + " overlaps " + last->what;
+      return false;
+    }
+    last = &e;
   }
 
   // Verify the checksums; large modules use several threads.

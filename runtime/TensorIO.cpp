@@ -6,6 +6,7 @@
 
 #include "qforge/Runtime/TensorIO.h"
 #include "qforge/Runtime/QFM.h"
+#include "qforge/Support/OneLine.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -317,23 +318,11 @@ private:
   }
 };
 
-bool checkedByteSize(const std::vector<int64_t> &shape, DType type,
-                     uint64_t &bytes) {
-  uint64_t n = qfm::dtypeSize(type);
-  for (int64_t d : shape) {
-    if (d < 0)
-      return false;
-    if (d != 0 && n > std::numeric_limits<uint64_t>::max() / uint64_t(d))
-      return false;
-    n *= uint64_t(d);
-  }
-  bytes = n;
-  return true;
-}
 } // namespace
 
-bool rt::parseNpy(const uint8_t *data, size_t size, const std::string &what,
-                  HostTensor &out, std::string &err) {
+namespace {
+bool decodeNpy(const uint8_t *data, size_t size, const std::string &what,
+               HostTensor &out, std::string &err) {
   if (size < 10 || std::memcmp(data, kNpyMagic, sizeof(kNpyMagic)) != 0) {
     err = what + ": not a NumPy .npy file (bad magic at byte offset 0)";
     return false;
@@ -402,7 +391,7 @@ bool rt::parseNpy(const uint8_t *data, size_t size, const std::string &what,
     return false;
   }
   uint64_t bytes = 0;
-  if (!checkedByteSize(parser.shape, type->type, bytes)) {
+  if (!qfm::checkedByteSize(parser.shape, type->type, bytes)) {
     err = what + ": shape " + qfm::formatShape(parser.shape) + " is too large";
     return false;
   }
@@ -427,6 +416,15 @@ bool rt::parseNpy(const uint8_t *data, size_t size, const std::string &what,
     std::memcpy(t.data(), data + dataStart, bytes);
   out = std::move(t);
   return true;
+}
+} // namespace
+
+bool rt::parseNpy(const uint8_t *data, size_t size, const std::string &what,
+                  HostTensor &out, std::string &err) {
+  if (decodeNpy(data, size, what, out, err))
+    return true;
+  err = oneLine(err);
+  return false;
 }
 
 std::vector<uint8_t> rt::encodeNpy(const HostTensor &tensor) {
@@ -692,9 +690,10 @@ int32_t onnxFromDType(DType type) {
 }
 } // namespace
 
-bool rt::parseTensorProto(const uint8_t *data, size_t size,
-                          const std::string &what, HostTensor &out,
-                          std::string &err, std::string *name) {
+namespace {
+bool decodeTensorProto(const uint8_t *data, size_t size,
+                       const std::string &what, HostTensor &out,
+                       std::string &err, std::string *name) {
   WireReader r(data, size, what);
   TensorFields f;
   auto asInt64 = [](uint64_t v) { return static_cast<int64_t>(v); };
@@ -819,7 +818,8 @@ bool rt::parseTensorProto(const uint8_t *data, size_t size,
     }
   }
   uint64_t bytes = 0;
-  if (!checkedByteSize(f.dims, type, bytes) || bytes > size * 64 + (1 << 20)) {
+  if (!qfm::checkedByteSize(f.dims, type, bytes) ||
+      bytes > size * 64 + (1 << 20)) {
     err = what + ": dims " + qfm::formatShape(f.dims) + " are too large";
     return false;
   }
@@ -897,6 +897,16 @@ bool rt::parseTensorProto(const uint8_t *data, size_t size,
     *name = f.name;
   out = std::move(t);
   return true;
+}
+} // namespace
+
+bool rt::parseTensorProto(const uint8_t *data, size_t size,
+                          const std::string &what, HostTensor &out,
+                          std::string &err, std::string *name) {
+  if (decodeTensorProto(data, size, what, out, err, name))
+    return true;
+  err = oneLine(err);
+  return false;
 }
 
 namespace {

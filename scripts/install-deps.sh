@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages qforge needs to build and test (run as root, or with sudo
-# available). Packages already present are left alone.
+# available). Packages already present are left alone. With --clang, also clang-22 and its
+# sanitizer and libFuzzer runtimes (for scripts/fuzz.sh and the sanitizer builds).
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,9 @@ packages=(
   libgtest-dev libbenchmark-dev
   python3-onnx python3-numpy libonnx-testdata
 )
+if [ "${1:-}" = "--clang" ]; then
+  packages+=(clang-22 libclang-rt-22-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

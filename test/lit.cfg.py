@@ -14,7 +14,7 @@ config.test_exec_root = os.path.join(config.qforge_obj_root, "test")
 
 config.environment["FILECHECK_OPTS"] = "-enable-var-scope"
 config.environment["PYTHONDONTWRITEBYTECODE"] = "1"
-for var in ("HOME", "TMPDIR"):
+for var in ("HOME", "TMPDIR", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS"):
     if var in os.environ:
         config.environment[var] = os.environ[var]
 
@@ -22,6 +22,8 @@ path = [config.qforge_tools_dir, config.llvm_tools_dir, config.environment.get("
 config.environment["PATH"] = os.pathsep.join(path)
 config.substitutions.append(("%python", config.python_executable))
 config.substitutions.append(("%testdir", config.test_source_root))
+config.substitutions.append(("%bindir", config.qforge_tools_dir))
+config.substitutions.append(("%fuzzdir", os.path.join(os.path.dirname(config.test_source_root), "fuzz")))
 config.substitutions.append(("%models", os.path.join(os.path.dirname(config.test_source_root), "models")))
 config.substitutions.append(("%ptxas", config.ptxas or "ptxas-not-found"))
 

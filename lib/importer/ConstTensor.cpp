@@ -15,6 +15,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
@@ -69,6 +70,8 @@ std::string qforge::importer::detail::getONNXTypeName(int32_t onnxType) {
 }
 
 int64_t qforge::importer::detail::getElementByteWidth(Type elementType) {
+  if (!elementType.isIntOrFloat())
+    return 8; // index
   unsigned bits = elementType.getIntOrFloatBitWidth();
   return bits <= 8 ? 1 : bits / 8;
 }
@@ -498,15 +501,52 @@ LogicalResult readExternalData(const onnx::TensorProto &proto,
     error = "external data has no location";
     return failure();
   }
-  if (llvm::sys::path::is_absolute(location)) {
+  // As ONNX's checker does (path traversal advisory GHSA-w4pg-jw8j-5c5w):
+  // the file must lie inside the model's directory, after resolving links.
+  if (llvm::sys::path::is_absolute(location) ||
+      llvm::sys::path::is_absolute(location, llvm::sys::path::Style::windows)) {
     error = "external data location '" + location +
             "' must be relative to the model's directory";
     return failure();
   }
+  for (StringRef part : llvm::make_range(
+           llvm::sys::path::begin(location, llvm::sys::path::Style::posix),
+           llvm::sys::path::end(location))) {
+    if (part == ".." || part.contains('\\')) {
+      error = "external data location '" + location +
+              "' leaves the model's directory";
+      return failure();
+    }
+  }
   SmallString<256> file(modelDir);
   llvm::sys::path::append(file, location);
+  SmallString<256> realDir, realFile;
+  if (std::error_code ec = llvm::sys::fs::real_path(file, realFile)) {
+    error = "external data file '" + std::string(file) +
+            "' cannot be opened: " + ec.message();
+    return failure();
+  }
+  if (std::error_code ec = llvm::sys::fs::real_path(
+          modelDir.empty() ? StringRef(".") : modelDir, realDir)) {
+    error = "model directory '" + modelDir.str() +
+            "' cannot be resolved: " + ec.message();
+    return failure();
+  }
+  std::string inside = realDir.str().str();
+  if (inside.back() != '/')
+    inside += '/';
+  if (!StringRef(realFile).starts_with(inside)) {
+    error = "external data location '" + location + "' resolves to '" +
+            std::string(realFile) + "', outside the model's directory";
+    return failure();
+  }
+  if (!llvm::sys::fs::is_regular_file(realFile)) {
+    error =
+        "external data file '" + std::string(file) + "' is not a regular file";
+    return failure();
+  }
   uint64_t fileSize;
-  if (std::error_code ec = llvm::sys::fs::file_size(file, fileSize)) {
+  if (std::error_code ec = llvm::sys::fs::file_size(realFile, fileSize)) {
     error = "external data file '" + std::string(file) +
             "' cannot be opened: " + ec.message();
     return failure();
@@ -518,7 +558,7 @@ LogicalResult readExternalData(const onnx::TensorProto &proto,
             std::to_string(size) + " at offset " + std::to_string(offset);
     return failure();
   }
-  auto buffer = llvm::MemoryBuffer::getFileSlice(file, size, offset);
+  auto buffer = llvm::MemoryBuffer::getFileSlice(realFile, size, offset);
   if (!buffer) {
     error = "external data file '" + std::string(file) +
             "' cannot be read: " + buffer.getError().message();
@@ -540,18 +580,24 @@ FailureOr<ConstTensor> qforge::importer::detail::readTensorProto(
     return failure();
   }
   SmallVector<int64_t> shape;
-  int64_t numElements = 1;
+  int64_t numElements = 1, expectedBytes = 0;
+  int64_t width = getElementByteWidth(elementType);
   for (int64_t d : proto.dims()) {
     if (d < 0) {
       error = "has a negative dimension";
       return failure();
     }
     shape.push_back(d);
-    numElements *= d;
+    if (llvm::MulOverflow(numElements, d, numElements)) {
+      error = "declares more than 2^63 elements";
+      return failure();
+    }
+  }
+  if (llvm::MulOverflow(numElements, width, expectedBytes)) {
+    error = "declares " + formatShape(shape) + ", more than 2^63 bytes";
+    return failure();
   }
   auto type = RankedTensorType::get(shape, elementType);
-  int64_t width = getElementByteWidth(elementType);
-  int64_t expectedBytes = numElements * width;
 
   auto checkSize = [&](int64_t got) -> LogicalResult {
     if (got == expectedBytes)
@@ -576,7 +622,9 @@ FailureOr<ConstTensor> qforge::importer::detail::readTensorProto(
     return ConstTensor(type, ArrayRef<char>(raw.data(), raw.size()));
   }
   std::vector<char> data;
-  data.reserve(expectedBytes);
+  // The declared size is checked against what the typed fields hold after
+  // reading them; reserve no more than those fields can expand to.
+  data.reserve(std::min<uint64_t>(expectedBytes, 8 * proto.ByteSizeLong()));
   if (!readTypedData(proto, width, data)) {
     error =
         "has unsupported element type " + getONNXTypeName(proto.data_type());

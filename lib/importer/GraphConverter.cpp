@@ -21,6 +21,7 @@
 #include "mlir/IR/Verifier.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/Path.h"
 
 using namespace mlir;
@@ -163,6 +164,11 @@ bool NodeContext::isSymbolicInput(unsigned i) {
 
 bool NodeContext::isFoldable(int64_t numElements) {
   return numElements <= kMaxFoldElements;
+}
+
+bool NodeContext::isFoldable(ArrayRef<int64_t> shape) {
+  int64_t n = product(shape);
+  return !ShapedType::isDynamic(n) && isFoldable(n);
 }
 
 void NodeContext::setOutput(unsigned i, Value value) {
@@ -943,7 +949,13 @@ GraphConverter::buildSignature(SmallVectorImpl<Type> &types,
       return fail("input '" + input.name() + "' has no shape; pass --shape " +
                   input.name() + "=D0xD1x...");
     // Symbolic dimensions stay dynamic unless --shape fixed them.
-    types.push_back(RankedTensorType::get(getShape(type), elementType));
+    SmallVector<int64_t> shape = getShape(type);
+    int64_t bytes = getElementByteWidth(elementType);
+    for (int64_t d : shape)
+      if (!ShapedType::isDynamic(d) && llvm::MulOverflow(bytes, d, bytes))
+        return fail("input '" + input.name() + "' declares " +
+                    formatShape(shape) + ", more than 2^63 bytes");
+    types.push_back(RankedTensorType::get(shape, elementType));
     names.push_back(input.name());
   }
   return success();
@@ -986,11 +998,20 @@ static std::string formatArity(unsigned min, unsigned max) {
                     : std::to_string(min) + " to " + std::to_string(max);
 }
 
+std::string qforge::importer::detail::nodeName(const onnx::NodeProto &node,
+                                               int index) {
+  return node.name().empty() ? "#" + std::to_string(index) : node.name();
+}
+
+std::string qforge::importer::detail::describeNode(const onnx::NodeProto &node,
+                                                   int index) {
+  return "node '" + nodeName(node, index) + "' (" + node.op_type() + ")";
+}
+
 LogicalResult GraphConverter::convertNode(const onnx::NodeProto &node,
                                           int index) {
-  std::string name =
-      node.name().empty() ? "#" + std::to_string(index) : node.name();
-  std::string who = "node '" + name + "' (" + node.op_type() + ")";
+  std::string name = nodeName(node, index);
+  std::string who = describeNode(node, index);
   if (!node.domain().empty() && node.domain() != "ai.onnx")
     return fail(who + ": unsupported operator (domain '" + node.domain() +
                 "')");
@@ -1042,9 +1063,21 @@ LogicalResult GraphConverter::convertNode(const onnx::NodeProto &node,
     return success();
   });
   auto begin = last ? std::next(last->getIterator()) : block->begin();
-  for (Operation &op : llvm::make_range(begin, block->end()))
+  for (Operation &op : llvm::make_range(begin, block->end())) {
+    for (Type type : op.getResultTypes()) {
+      auto tensor = dyn_cast<RankedTensorType>(type);
+      if (!tensor)
+        continue;
+      int64_t bytes = getElementByteWidth(tensor.getElementType());
+      for (int64_t d : tensor.getShape())
+        if (!ShapedType::isDynamic(d) && llvm::MulOverflow(bytes, d, bytes))
+          return fail(who + ": a result of shape " +
+                      formatShape(tensor.getShape()) +
+                      " would exceed 2^63 bytes");
+    }
     if (failed(verify(&op)))
       return fail(who + ": invalid IR: " + diagnostic);
+  }
   return checkInferredShapes(node, who);
 }
 

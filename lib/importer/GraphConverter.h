@@ -28,6 +28,9 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/Twine.h"
 
+#include "llvm/Support/MathExtras.h"
+
+#include <limits>
 #include <onnx/onnx_pb.h>
 
 #include <memory>
@@ -48,7 +51,7 @@ mlir::Type getElementType(mlir::MLIRContext *ctx, int32_t onnxType);
 /// The ONNX spelling of a data type, e.g. "FLOAT16".
 std::string getONNXTypeName(int32_t onnxType);
 
-/// Bytes per element in raw (little-endian) storage.
+/// Bytes per element in raw (little-endian) storage; 8 for index.
 int64_t getElementByteWidth(mlir::Type elementType);
 
 /// "1x4x3", "scalar" for rank 0.
@@ -56,13 +59,19 @@ std::string formatShape(llvm::ArrayRef<int64_t> shape);
 
 /// Product of the dimensions of a shape (1 for rank 0); dynamic
 /// (`ShapedType::kDynamic`) when any dimension is dynamic.
+/// Shapes from a model can be hostile: a product beyond 2^63 - 1 saturates
+/// (every node's results are checked against that limit after conversion).
 inline int64_t product(llvm::ArrayRef<int64_t> dims) {
   int64_t n = 1;
-  for (int64_t d : dims) {
+  for (int64_t d : dims)
     if (mlir::ShapedType::isDynamic(d))
       return mlir::ShapedType::kDynamic;
-    n *= d;
-  }
+  for (int64_t d : dims)
+    if (d == 0)
+      return 0;
+  for (int64_t d : dims)
+    if (llvm::MulOverflow(n, d, n))
+      return std::numeric_limits<int64_t>::max();
   return n;
 }
 
@@ -254,6 +263,11 @@ mlir::LogicalResult convertShapeValueOp(NodeContext &ctx, bool &handled);
 /// The table of all supported operators of the default domain.
 const OpTable &getOpTable();
 
+/// The node's name, or "#index" for a node without one.
+std::string nodeName(const onnx::NodeProto &node, int index);
+/// "node 'name' (OpType)".
+std::string describeNode(const onnx::NodeProto &node, int index);
+
 /// What a conversion function sees of its node.
 class NodeContext {
 public:
@@ -306,6 +320,8 @@ public:
   /// Whether a computed (not merely rearranged) host result of
   /// `numElements` is folded at import rather than emitted as IR.
   static bool isFoldable(int64_t numElements);
+  /// Whether a constant of this static shape is small enough to fold.
+  static bool isFoldable(llvm::ArrayRef<int64_t> shape);
 
   unsigned getNumOutputs() const { return node.output_size(); }
   /// Binds output `i` to `value`.

@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "qforge/Importer/Importer.h"
+#include "qforge/Support/OneLine.h"
 
 #include "GraphConverter.h"
 
@@ -140,6 +141,63 @@ std::string describeInferenceError(StringRef what) {
   return "shape inference: " + body.str();
 }
 
+/// Checks what libonnx's shape inference takes for granted, which it would
+/// otherwise dereference or index blindly on a damaged model: every node is an
+/// operator the importer converts (so no subgraphs), matches its schema at the
+/// model's opset (arity, attribute types), and reads only tensors defined
+/// before it. Value infos without a tensor type (hints only) are dropped.
+LogicalResult checkBeforeInference(onnx::ModelProto &model, int64_t opset,
+                                   std::string &message) {
+  onnx::GraphProto &graph = *model.mutable_graph();
+  llvm::StringSet<> defined;
+  for (const onnx::ValueInfoProto &input : graph.input())
+    defined.insert(input.name());
+  for (const onnx::TensorProto &init : graph.initializer())
+    defined.insert(init.name());
+  const OpTable &table = getOpTable();
+  for (auto [index, node] : llvm::enumerate(graph.node())) {
+    std::string who = describeNode(node, index);
+    if (!node.domain().empty() && node.domain() != "ai.onnx") {
+      message = who + ": unsupported operator (domain '" + node.domain() + "')";
+      return failure();
+    }
+    if (!table.count(node.op_type())) {
+      message = who + ": unsupported operator";
+      return failure();
+    }
+    const onnx::OpSchema *schema =
+        onnx::OpSchemaRegistry::Schema(node.op_type(), int(opset), "");
+    if (!schema) {
+      message = who + ": not defined at opset " + std::to_string(opset);
+      return failure();
+    }
+    try {
+      schema->Verify(node);
+    } catch (const std::exception &e) {
+      message = who + ": " + describeInferenceError(e.what());
+      return failure();
+    }
+    for (const std::string &input : node.input()) {
+      if (!input.empty() && !defined.count(input)) {
+        message = who + ": input '" + input +
+                  "' is not defined (nodes must come after the nodes whose "
+                  "outputs they read: a graph in topological order, no "
+                  "cycles)";
+        return failure();
+      }
+    }
+    for (const std::string &output : node.output())
+      defined.insert(output);
+  }
+  auto *infos = graph.mutable_value_info();
+  infos->erase(std::remove_if(infos->begin(), infos->end(),
+                              [](const onnx::ValueInfoProto &info) {
+                                return !info.type().has_tensor_type();
+                              }),
+               infos->end());
+  return success();
+}
+
 OwningOpRef<ModuleOp> importImpl(MLIRContext &ctx, StringRef path,
                                  const ImportOptions &opts,
                                  std::string &error) {
@@ -179,7 +237,8 @@ OwningOpRef<ModuleOp> importImpl(MLIRContext &ctx, StringRef path,
                 Twine(kMinOpset) + " to " + Twine(kMaxOpset) + ")");
 
   std::string message;
-  if (failed(applyShapeOverrides(*model.mutable_graph(), opts, message)))
+  if (failed(applyShapeOverrides(*model.mutable_graph(), opts, message)) ||
+      failed(checkBeforeInference(model, opset, message)))
     return fail(message);
 
   try {
@@ -196,17 +255,6 @@ OwningOpRef<ModuleOp> importImpl(MLIRContext &ctx, StringRef path,
                   tensor::TensorDialect, tosa::TosaDialect>();
   GraphConverter converter(ctx, model, path, opset, error);
   return converter.convert();
-}
-
-/// Errors are one line: control characters (from libonnx messages or names
-/// in a damaged model) become spaces.
-std::string oneLine(std::string s) {
-  for (char &c : s)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-      c = ' ';
-  while (!s.empty() && s.back() == ' ')
-    s.pop_back();
-  return s;
 }
 
 } // namespace

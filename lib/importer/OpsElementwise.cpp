@@ -149,10 +149,7 @@ FailureOr<Value> binaryOf(NodeContext &ctx, Binary kind, unsigned lhs,
   if (a && b && a->getElementType() == b->getElementType()) {
     FailureOr<SmallVector<int64_t>> shape =
         broadcastShapeList({a->getShape(), b->getShape()});
-    if (succeeded(shape) &&
-        NodeContext::isFoldable(
-            RankedTensorType::get(*shape, a->getElementType())
-                .getNumElements())) {
+    if (succeeded(shape) && NodeContext::isFoldable(*shape)) {
       Type resultType = isComparison(kind)
                             ? IntegerType::get(ctx.getContext(), 1)
                             : a->getElementType();
@@ -213,9 +210,7 @@ LogicalResult convertPow(NodeContext &ctx) {
 
   const ConstTensor *x = ctx.getConstantInput(0);
   const ConstTensor *y = ctx.getConstantInput(1);
-  if (x && y &&
-      NodeContext::isFoldable(
-          RankedTensorType::get(*shape, xElem).getNumElements())) {
+  if (x && y && NodeContext::isFoldable(*shape)) {
     bool intBase = !isa<FloatType>(xElem);
     ctx.setConstantOutput(
         0, foldElementwise({x, y}, xElem, [&](ArrayRef<HostValue> v) {
@@ -283,8 +278,7 @@ LogicalResult convertVariadic(NodeContext &ctx) {
 
   if (std::optional<SmallVector<const ConstTensor *>> constants =
           ctx.getConstantInputs()) {
-    if (NodeContext::isFoldable(
-            RankedTensorType::get(*shape, elementType).getNumElements())) {
+    if (NodeContext::isFoldable(*shape)) {
       ctx.setConstantOutput(
           0,
           foldElementwise(*constants, elementType, [&](ArrayRef<HostValue> v) {
@@ -738,9 +732,7 @@ LogicalResult convertWhere(NodeContext &ctx) {
                     formatShape(yType->getShape()) + " do not broadcast");
   if (std::optional<SmallVector<const ConstTensor *>> constants =
           ctx.getConstantInputs()) {
-    if (NodeContext::isFoldable(
-            RankedTensorType::get(*shape, xType->getElementType())
-                .getNumElements())) {
+    if (NodeContext::isFoldable(*shape)) {
       ctx.setConstantOutput(0,
                             foldElementwise(*constants, xType->getElementType(),
                                             [](ArrayRef<HostValue> v) {

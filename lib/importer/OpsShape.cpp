@@ -127,8 +127,8 @@ LogicalResult convertReshape(NodeContext &ctx) {
       inferred = i;
     } else if (d.value < 0) {
       return ctx.fail("shape has negative dimension " + Twine(d.value));
-    } else {
-      known *= d.value;
+    } else if (llvm::MulOverflow(known, d.value, known)) {
+      return ctx.fail("the requested shape has more than 2^63 elements");
     }
     shape.push_back(d.value);
   }
@@ -608,9 +608,7 @@ LogicalResult convertExpand(NodeContext &ctx) {
   if (failed(shape))
     return failure();
   if (const ConstTensor *data = ctx.getConstantInput(0)) {
-    int64_t n =
-        RankedTensorType::get(*shape, type->getElementType()).getNumElements();
-    if (NodeContext::isFoldable(n) || data->isSplat()) {
+    if (NodeContext::isFoldable(*shape) || data->isSplat()) {
       ctx.setConstantOutput(0, data->broadcastTo(*shape));
       return success();
     }
@@ -701,9 +699,7 @@ LogicalResult convertTile(NodeContext &ctx) {
     shape.push_back(d * r);
   }
   if (const ConstTensor *data = ctx.getConstantInput(0)) {
-    if (NodeContext::isFoldable(
-            RankedTensorType::get(shape, type->getElementType())
-                .getNumElements())) {
+    if (NodeContext::isFoldable(shape)) {
       ArrayRef<int64_t> inShape = type->getShape();
       ctx.setConstantOutput(0, data->remapped(shape, [&](ArrayRef<int64_t> i) {
         int64_t src = 0;

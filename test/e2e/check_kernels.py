@@ -38,7 +38,11 @@ CASES = [
     (2, 64, False, 640, 205, True, "2-bit g64 zero points, threads"),
     (8, -1, False, 300, 20, True, "8-bit per channel, zero points, partial unit"),
     (8, 0, True, 256, 16, False, "8-bit per tensor"),
+    (8, 512, False, 1024, 12, True, "8-bit g512 zero points: one group per block"),
     (4, 16, True, 100, 10, True, "4-bit g16: scalar kernel (groups below 32)"),
+    (3, 16, False, 106, 13, True, "3-bit g16 zero points: scalar kernel, code by code "
+     "across words"),
+    (8, 16, False, 80, 9, False, "8-bit g16 zero points: scalar kernel"),
 ]
 ROWS = [1, 3, 4, 5, 19, 70]
 

@@ -42,6 +42,48 @@ class Module:
         return {a["name"]: self.weight(a) for a in self.args("weight")}
 
 
+def fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def build(sections):
+    """A module image from [(name, bytes)] laid out as qforge's writer does: the header,
+    each section at a 64-byte aligned offset, then the section table, all checksums set."""
+    out = bytearray(64)
+    entries = []
+    for name, body in sections:
+        offset = len(out)
+        entries.append(struct.pack("<40sQQQ", name.encode(), offset, len(body),
+                                   fnv1a64(body)))
+        out += body
+        out += bytes(-len(out) % 64)
+    table = len(out)
+    out += b"".join(entries)
+    out[:40] = struct.pack("<8sIIQQQ", b"QFMODULE", 1, len(entries), table, len(out),
+                           fnv1a64(b"".join(entries)))
+    return bytes(out)
+
+
+def set_entry(data, index, offset=None, size=None):
+    """`data` (a module image) with section table entry `index` changed and every checksum
+    recomputed over the bytes the entries now name, so that only the layout is wrong."""
+    data = bytearray(data)
+    _, _, count, table, _ = struct.unpack_from("<8sIIQQ", data, 0)
+    at = table + 64 * index
+    name, off, length, _ = struct.unpack_from("<40sQQQ", data, at)
+    struct.pack_into("<40sQQQ", data, at, name, off if offset is None else offset,
+                     length if size is None else size, 0)
+    for i in range(count):
+        name, off, length, _ = struct.unpack_from("<40sQQQ", data, table + 64 * i)
+        if off + length <= len(data):
+            struct.pack_into("<Q", data, table + 64 * i + 56, fnv1a64(data[off:off + length]))
+    struct.pack_into("<Q", data, 32, fnv1a64(data[table:table + 64 * count]))
+    return bytes(data)
+
+
 def unpack_codes(words, cols, bits):
     """Codes [N, cols] from packed rows [N, W] of uint32 (LSB-first bitstream per row)."""
     words = words.astype(np.uint32)

@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fstream>
+#include <limits>
 #include <unistd.h>
 
 using namespace qforge;
@@ -481,6 +482,26 @@ void expectSame(const HostTensor &a, const HostTensor &b) {
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.byteSize()), 0);
 }
 
+TEST(QFMTest, SizesOfHostileShapes) {
+  using qfm::DType;
+  const int64_t big = int64_t(1) << 62;
+  uint64_t bytes = 0;
+  EXPECT_TRUE(qfm::checkedByteSize({3, 4}, DType::F32, bytes));
+  EXPECT_EQ(bytes, 48u);
+  EXPECT_TRUE(qfm::checkedByteSize({}, DType::F64, bytes));
+  EXPECT_EQ(bytes, 8u);
+  EXPECT_TRUE(qfm::checkedByteSize({big, 1}, DType::U8, bytes));
+  // Element count fits, bytes do not; count alone overflows; negative.
+  EXPECT_FALSE(qfm::checkedByteSize({big, 1}, DType::F32, bytes));
+  EXPECT_FALSE(qfm::checkedByteSize({big, 4}, DType::U8, bytes));
+  EXPECT_FALSE(qfm::checkedByteSize({2, -3}, DType::F32, bytes));
+  // numElements saturates instead of wrapping, and a zero dimension wins.
+  EXPECT_EQ(qfm::numElements({big, 4}), std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(qfm::numElements({big, 4, 0}), 0);
+  EXPECT_EQ(qfm::numElements({5, -1}), 0);
+  EXPECT_EQ(qfm::numElements({}), 1);
+}
+
 TEST(HostTensorTest, ReshapeReusesTheBuffer) {
   // A KV cache grows by one token a call: within the reserved capacity the
   // buffer stays where it is, and reserve keeps the contents.
@@ -593,6 +614,13 @@ TEST(TensorIOTest, NpyHeaders) {
             "a.npy: truncated: f32 [2,4] needs 32 bytes from byte offset " +
                 std::to_string(10 + header.size()) + ", file has " +
                 std::to_string(img.size()) + " bytes");
+
+  // Control characters quoted from the file do not break the one-line error.
+  img = npyImage(
+      "{'de\nscr': '<f4', 'fortran_order': False, 'shape': (2,), }\n", data);
+  EXPECT_FALSE(parseNpy(img.data(), img.size(), "a.npy", t, err));
+  EXPECT_EQ(err,
+            "a.npy: bad header at byte offset 21: unexpected key 'de scr'");
 
   img = npyImage("{'descr': '<f4', 'fortran_order': False, 'shape': 2, }\n",
                  data);

@@ -63,8 +63,13 @@ bool parseDType(std::string_view name, DType &type);
 size_t dtypeSize(DType type);
 
 /// Number of elements of a static shape (1 for rank 0). Negative (dynamic)
-/// dimensions count as 0.
+/// dimensions count as 0; a count beyond 2^63 - 1 saturates (shapes from
+/// files are checked with checkedByteSize first).
 int64_t numElements(const std::vector<int64_t> &shape);
+/// Bytes of `shape` in `type`; false if a dimension is negative or the
+/// element count or the byte count exceeds 2^63 - 1.
+bool checkedByteSize(const std::vector<int64_t> &shape, DType type,
+                     uint64_t &bytes);
 /// True if some dimension is negative (dynamic).
 bool isDynamic(const std::vector<int64_t> &shape);
 /// "[1,4]"; "[]" for rank 0; dynamic dimensions print as "?".
