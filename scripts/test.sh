@@ -44,10 +44,10 @@ tsan_dir=$(mktemp -d)
 trap 'rm -rf "$tsan_dir"' EXIT
 "$root/build/bin/qforge-compile" "$root/test/e2e/Inputs/shared_lm.onnx" \
   -o "$tsan_dir/m.qfm" --bits 4 --group-size 32 --quiet
-TSAN_OPTIONS="halt_on_error=1:${TSAN_OPTIONS:-}" \
-  "$root/build-tsan/bin/concurrent-sessions" "$tsan_dir/m.qfm" 4 10 1
-TSAN_OPTIONS="halt_on_error=1:${TSAN_OPTIONS:-}" \
-  "$root/build-tsan/bin/concurrent-sessions" "$tsan_dir/m.qfm" 2 5 2
+export TSAN_OPTIONS="halt_on_error=1:suppressions=$root/test/tools/tsan.supp:${TSAN_OPTIONS:-}"
+"$root/build-tsan/bin/concurrent-sessions" "$tsan_dir/m.qfm" 4 10 1
+"$root/build-tsan/bin/concurrent-sessions" "$tsan_dir/m.qfm" 2 5 2
+unset TSAN_OPTIONS
 
 echo "== fuzz targets, 20 s each =="
 bash "$root/scripts/fuzz.sh" --smoke 20
