@@ -17,13 +17,8 @@ targets=(import-onnx qfm tensor)
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
 
-bash "$root/scripts/install-deps.sh" --clang
 build="$root/build-fuzz"
-if [ ! -f "$build/build.ninja" ]; then
-  cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \
-    -DQFORGE_FUZZ=ON "-DQFORGE_SANITIZER=Address;Undefined" >/dev/null
-fi
+bash "$root/scripts/configure-clang.sh" "$build" "Address;Undefined" -DQFORGE_FUZZ=ON
 
 # Protobuf, libonnx and MLIR are not instrumented: containers they fill are not
 # annotated, so ASan's container-overflow check would misfire on them.

@@ -10,17 +10,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-configure_clang() {  # BUILD_DIR SANITIZERS
-  if [ ! -f "$1/build.ninja" ]; then
-    cmake -G Ninja -S "$root" -B "$1" -DCMAKE_BUILD_TYPE=Release \
-      -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \
-      "-DQFORGE_SANITIZER=$2" >/dev/null
-  fi
-}
-
 if [ "${1:-}" = "--sanitize" ]; then
-  bash "$root/scripts/install-deps.sh" --clang
-  configure_clang "$root/build-sanitize" "Address;Undefined"
+  bash "$root/scripts/configure-clang.sh" "$root/build-sanitize" "Address;Undefined"
   ninja -C "$root/build-sanitize" qforge-test-depends
   # libprotobuf, libonnx and MLIR are not instrumented: ASan's container-overflow
   # annotations would misfire on containers they fill.
@@ -36,9 +27,8 @@ fi
 bash "$root/scripts/build.sh" qforge-test-depends
 ninja -C "$root/build" check
 
-bash "$root/scripts/install-deps.sh" --clang
 echo "== one module, several threads, under ThreadSanitizer =="
-configure_clang "$root/build-tsan" "Thread"
+bash "$root/scripts/configure-clang.sh" "$root/build-tsan" "Thread"
 ninja -C "$root/build-tsan" concurrent-sessions
 tsan_dir=$(mktemp -d)
 trap 'rm -rf "$tsan_dir"' EXIT

@@ -14,6 +14,8 @@
 #include <cmath>
 #include <iostream>
 #include <limits>
+#include <string>
+#include <utility>
 
 using namespace qforge::quant;
 using namespace qforge::quant::test;
@@ -242,6 +244,91 @@ TEST(GPTQTest, BlockSizeDoesNotChangeResult) {
           << "block size " << blockSize;
       EXPECT_EQ(r.loss, reference.loss) << "block size " << blockSize;
     }
+  }
+}
+
+/// Solves a x = b for the symmetric positive definite m x m matrix `a`
+/// (Gaussian elimination with partial pivoting, on copies).
+static std::vector<double> solve(std::vector<double> a, std::vector<double> b,
+                                 int64_t m) {
+  for (int64_t c = 0; c < m; ++c) {
+    int64_t pivot = c;
+    for (int64_t r = c + 1; r < m; ++r)
+      if (std::fabs(a[r * m + c]) > std::fabs(a[pivot * m + c]))
+        pivot = r;
+    for (int64_t j = 0; j < m; ++j)
+      std::swap(a[c * m + j], a[pivot * m + j]);
+    std::swap(b[c], b[pivot]);
+    for (int64_t r = c + 1; r < m; ++r) {
+      double f = a[r * m + c] / a[c * m + c];
+      for (int64_t j = c; j < m; ++j)
+        a[r * m + j] -= f * a[c * m + j];
+      b[r] -= f * b[c];
+    }
+  }
+  std::vector<double> x(static_cast<size_t>(m));
+  for (int64_t r = m - 1; r >= 0; --r) {
+    double sum = b[r];
+    for (int64_t j = r + 1; j < m; ++j)
+      sum -= a[r * m + j] * x[j];
+    x[r] = sum / a[r * m + r];
+  }
+  return x;
+}
+
+// Dynamic groups take their scale and zero point from the error-compensated
+// weights. Once the first P columns of a row are fixed to q_1, GPTQ's
+// sequential updates leave the rest at the optimum of the quadratic loss
+// with H' = H + damping I (the OBS update), computed here independently by
+// a linear solve:  w_2' = w_2 + (w_1 - q_1) H'_12 (H'_22)^-1.
+// Each group's parameters must be RTN's parameters of w_2' at its columns,
+// and (so that this test can tell) differ from those of the input weights.
+TEST(GPTQTest, DynamicGroupsUseCompensatedWeights) {
+  const int64_t groupSize = 16;
+  Problem p = makeProblem(256, 4 * groupSize, 6, 71);
+  const int64_t K = p.k;
+  for (bool symmetric : {true, false}) {
+    SCOPED_TRACE(symmetric ? "symmetric" : "zero points");
+    Scheme s = Scheme::grouped(3, groupSize, symmetric);
+    GPTQOptions options;
+    options.blockSize = 24; // widened to 32: groups straddle no block
+    GPTQResult r = quantizeGPTQ(p.w.data(), p.n, K, p.h.data(), s, options);
+    ASSERT_TRUE(r.ok) << r.message;
+    int64_t differFromInput = 0, checked = 0;
+    for (int64_t g = 1; g < K / groupSize; ++g) {
+      const int64_t P = g * groupSize, m = K - P;
+      std::vector<double> h22(static_cast<size_t>(m * m));
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < m; ++j)
+          h22[i * m + j] =
+              p.h[(P + i) * K + P + j] + (i == j ? r.damping : 0.0);
+      for (int64_t n = 0; n < p.n; ++n) {
+        const float *w = p.w.data() + n * K;
+        // rhs = (H_12)^T (w_1 - q_1)^T.
+        std::vector<double> rhs(static_cast<size_t>(m), 0.0);
+        for (int64_t i = 0; i < P; ++i) {
+          double d = static_cast<double>(w[i]) - r.reconstructed[n * K + i];
+          for (int64_t j = 0; j < m; ++j)
+            rhs[j] += d * p.h[i * K + P + j];
+        }
+        std::vector<double> y = solve(h22, rhs, m);
+        std::vector<float> compensated(static_cast<size_t>(groupSize));
+        for (int64_t i = 0; i < groupSize; ++i)
+          compensated[i] = static_cast<float>(w[P + i] + y[i]);
+        GroupParams expected =
+            computeGroupParams(compensated.data(), groupSize, s);
+        GroupParams fromInput = computeGroupParams(w + P, groupSize, s);
+        GroupParams got = r.quantized.params(n, P);
+        SCOPED_TRACE("row " + std::to_string(n) + ", group " +
+                     std::to_string(g));
+        EXPECT_NEAR(got.scale, expected.scale, 1e-5 * expected.scale);
+        EXPECT_EQ(got.zero, expected.zero);
+        ++checked;
+        if (std::fabs(fromInput.scale - expected.scale) > 0.01 * expected.scale)
+          ++differFromInput;
+      }
+    }
+    EXPECT_GT(differFromInput, checked / 2);
   }
 }
 
