@@ -49,28 +49,6 @@ struct LowerFusedMatmulToGPUPass
       if (failed(lowerOne(b, op, kernels, symbols)))
         return signalPassFailure();
     }
-    // Host code holds device memory only: allocations, copies and frees go to
-    // the GPU.
-    module.walk([&](Operation *op) {
-      if (op->getParentOfType<gpu::GPUModuleOp>())
-        return;
-      b.setInsertionPoint(op);
-      if (auto alloc = dyn_cast<memref::AllocOp>(op)) {
-        auto dev = gpu::AllocOp::create(
-            b, op->getLoc(), alloc.getType(), Type(), ValueRange{},
-            alloc.getDynamicSizes(), alloc.getSymbolOperands());
-        alloc.replaceAllUsesWith(dev.getMemref());
-        alloc.erase();
-      } else if (auto copy = dyn_cast<memref::CopyOp>(op)) {
-        gpu::MemcpyOp::create(b, op->getLoc(), Type(), ValueRange{},
-                              copy.getTarget(), copy.getSource());
-        copy.erase();
-      } else if (auto dealloc = dyn_cast<memref::DeallocOp>(op)) {
-        gpu::DeallocOp::create(b, op->getLoc(), Type(), ValueRange{},
-                               dealloc.getMemref());
-        dealloc.erase();
-      }
-    });
   }
 
   /// Generates the kernel of `op` and replaces `op` with its launch.

@@ -426,13 +426,52 @@ def ApproximateMathPass : Pass<"qf-approximate-math", "::mlir::func::FuncOp"> {
                            "::mlir::vector::VectorDialect"];
 }
 
+def TileLoopsForGPUPass : Pass<"qf-tile-loops-for-gpu", "::mlir::func::FuncOp"> {
+  let summary = "Tile host scf.parallel loops into blocks of threads for the GPU mapping";
+  let description = [{
+    Each outermost `scf.parallel` outside GPU code becomes a loop over blocks around a
+    loop over `threads` threads (upstream `tileParallelLoop`, fixed inner bounds with an
+    in-bounds guard), the threads given to the innermost dimensions first. Then
+    `gpu-map-parallel-loops` and `convert-parallel-loops-to-gpu` turn each into a
+    `gpu.launch`.
+  }];
+  let options = [
+    Option<"threads", "threads", "int64_t", /*default=*/"128",
+           "Threads per block (a power of two)">,
+  ];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::affine::AffineDialect"];
+}
+
+def DeviceBuffersPass : Pass<"qf-device-buffers", "::mlir::ModuleOp"> {
+  let summary = "Put the buffers that GPU code reads or writes in device memory";
+  let description = [{
+    A `memref.alloc` of host code whose buffer (or a view of it) reaches a `gpu.launch`
+    body, a `gpu.launch_func`, a copy or a return becomes `gpu.alloc`, and its
+    `memref.dealloc` a `gpu.dealloc`; buffers only host code touches (shape operands of
+    `memref.reshape`, the deallocation helper's pointer lists) stay host memory.
+    Copies between contiguous buffers become `gpu.memcpy`; a copy with a strided side
+    is an error here (`qf-lower-strided-copies` makes it a kernel first).
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect"];
+}
+
+def MergeGPUModulesPass : Pass<"qf-merge-gpu-modules", "::mlir::ModuleOp"> {
+  let summary = "Move every kernel into one gpu.module";
+  let description = [{
+    `gpu-kernel-outlining` puts each kernel in a `gpu.module` of its own, which would
+    become one PTX module (and one module load) per kernel. This moves every kernel
+    into the first `gpu.module` (renamed where names clash) and points each
+    `gpu.launch_func` at it, so that a target's kernels are one PTX module.
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
+}
+
 def LowerFusedMatmulToGPUPass : Pass<"qf-lower-fused-matmul-to-gpu", "::mlir::ModuleOp"> {
   let summary = "Lower buffer-form qf.fused_matmul to generated GPU kernels";
   let description = [{
     Replaces each `qf.fused_matmul` on memrefs by a `gpu.launch_func` of a kernel
     specialised for its shape and scheme, generated into `gpu.module @qf_kernels`.
-    Buffers the host function allocates become `gpu.alloc`/`gpu.dealloc`: the host code
-    works on device memory only and merely launches kernels.
   }];
   let dependentDialects = ["::mlir::gpu::GPUDialect", "::mlir::NVVM::NVVMDialect",
                            "::mlir::scf::SCFDialect", "::mlir::arith::ArithDialect",

@@ -61,7 +61,24 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
   pm.addPass(createCanonicalizerPass());
 
   if (options.target == "cuda") {
+    // Every op becomes a kernel: the fused matmuls by qforge's generator, the
+    // rest (strided copies first made linalg.copy) as parallel loops tiled
+    // into blocks of threads and mapped onto the grid by upstream passes.
+    // Host code is left with allocations, copies and launches.
     pm.addPass(createLowerFusedMatmulToGPUPass());
+    OpPassManager &gpm = pm.nest<func::FuncOp>();
+    gpm.addPass(createLowerStridedCopiesPass());
+    gpm.addPass(createConvertLinalgToParallelLoopsPass());
+    gpm.addPass(createTileLoopsForGPUPass());
+    GpuMapParallelLoopsPassOptions mapping;
+    mapping.mappingPolicyStr = "innermost-first";
+    gpm.addPass(createGpuMapParallelLoopsPass(mapping));
+    gpm.addPass(createConvertParallelLoopToGpuPass());
+    pm.addPass(createCanonicalizerPass());
+    pm.addPass(createCSEPass());
+    pm.addPass(createDeviceBuffersPass());
+    pm.addPass(createGpuKernelOutliningPass());
+    pm.addPass(createMergeGPUModulesPass());
     // gpu-to-llvm lowers allocations and copies in their asynchronous form.
     pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
     gpu::GPUToNVVMPipelineOptions nvvm;
@@ -69,6 +86,10 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
     nvvm.cubinFeatures = "+ptx80";
     nvvm.cubinFormat = "isa";
     gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+    // The NVVM pipeline's host lowering leaves memref.reshape with a shape
+    // operand (from Reshape nodes with run-time sizes).
+    pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+    pm.addPass(createReconcileUnrealizedCastsPass());
     return;
   }
 

@@ -29,6 +29,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 
 using namespace mlir;
@@ -220,6 +221,39 @@ nlohmann::json shapeJson(ShapedType t) {
 
 /// Steps 3 and 4 of a compilation: the manifest (entry arguments, layer
 /// table), native code for every target, and the module file at `path`.
+/// MLIR's NVVM target links libdevice (the CUDA math library: expf, sqrtf,
+/// ...) from the CUDA toolkit named by CUDA_ROOT, CUDA_HOME or CUDA_PATH.
+/// When none is set, the usual install folders are tried and the first with
+/// libdevice is named in CUDA_HOME for this process.
+static void locateCUDAToolkit() {
+  for (const char *var : {"CUDA_ROOT", "CUDA_HOME", "CUDA_PATH"})
+    if (const char *value = std::getenv(var); value && *value)
+      return;
+  for (const char *dir : {"/usr/local/cuda", "/usr/lib/cuda"}) {
+    SmallString<128> libdevice(dir);
+    llvm::sys::path::append(libdevice, "nvvm", "libdevice", "libdevice.10.bc");
+    if (llvm::sys::fs::exists(libdevice)) {
+      ::setenv("CUDA_HOME", dir, /*overwrite=*/0);
+      return;
+    }
+  }
+}
+
+/// The first function the PTX declares but does not define (a libdevice
+/// function left unlinked), or "".
+static std::string unresolvedPTXFunction(StringRef ptx) {
+  size_t at = ptx.find(".extern .func");
+  if (at == StringRef::npos)
+    return "";
+  StringRef rest = ptx.substr(at);
+  size_t name = rest.find("__nv_");
+  if (name == StringRef::npos)
+    return rest.substr(0, rest.find('\n')).str();
+  return rest.substr(name)
+      .take_while([](char ch) { return llvm::isAlnum(ch) || ch == '_'; })
+      .str();
+}
+
 static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
                        nlohmann::json &layers, std::string &error) {
   const CompileOptions &options = c.options;
@@ -312,6 +346,8 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
   // 4. Lower and emit native code per target.
   nlohmann::json targets = nlohmann::json::array();
   for (const CompileTarget &target : options.targets) {
+    if (target.kind == "cuda")
+      locateCUDAToolkit();
     OwningOpRef<ModuleOp> lowered = cast<ModuleOp>(module->clone());
     PassManager pm(&c.ctx);
     LoweringOptions lowering;
@@ -336,6 +372,12 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
           if (auto o = dyn_cast<gpu::ObjectAttr>(obj))
             ptx += o.getObject().getValue().str();
       });
+      if (std::string missing = unresolvedPTXFunction(ptx); !missing.empty()) {
+        error = "CUDA target " + target.chip + ": kernels call " + missing +
+                " from libdevice, and no CUDA toolkit with "
+                "nvvm/libdevice/libdevice.10.bc was found (set CUDA_HOME)";
+        return false;
+      }
       std::string section = "ptx." + target.chip;
       writer.addSection(section, ptx.data(), ptx.size());
       t["arch"] = target.chip;

@@ -1,8 +1,8 @@
-// RUN: qforge-opt %s --qf-lower-fused-matmul-to-gpu --canonicalize --cse | FileCheck %s
+// RUN: qforge-opt %s --qf-lower-fused-matmul-to-gpu --qf-device-buffers --canonicalize --cse | FileCheck %s
 
 // The fused matmul becomes a launch of a generated kernel: one thread per output element,
 // 128 threads per block along the output channels (300 → 3 blocks), one block row per input
-// row. Host allocations and copies become GPU ones.
+// row. Host allocations and copies become GPU ones (qf-device-buffers).
 // CHECK:       module attributes {gpu.container_module}
 // CHECK-LABEL: func.func @host
 // CHECK:         %[[OUT:.+]] = gpu.alloc () : memref<2x300xf32>
