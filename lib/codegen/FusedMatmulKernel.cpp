@@ -227,8 +227,11 @@ void emitOutputElement(OpBuilder &b, Location loc,
                       arith::AndIOp::create(ub, ul, v, ue.i32((1 << bits) - 1));
                   Value k = arith::AddIOp::create(ub, ul, kBase, ue.idx(j));
                   Value &acc = accs[j % numAcc];
-                  acc = fmaContract(ub, ul, ue.loadF(buf.x, {m, k}),
-                                    decode(ub, ul, code), acc);
+                  // One statement per op: the IR order must not depend on the
+                  // compiler's order of evaluating arguments.
+                  Value weight = decode(ub, ul, code);
+                  Value xv = ue.loadF(buf.x, {m, k});
+                  acc = fmaContract(ub, ul, xv, weight, acc);
                 }
                 scf::YieldOp::create(ub, ul, accs);
               });
@@ -276,8 +279,9 @@ void emitOutputElement(OpBuilder &b, Location loc,
           Emitter se{sb, sl, f};
           Value col = arith::IndexCastOp::create(sb, sl, sb.getIndexType(),
                                                  se.load(buf.colIdx, {j}));
-          Value v = fmaContract(sb, sl, se.loadF(buf.x, {m, col}),
-                                se.loadF(buf.values, {j}), it[0]);
+          Value value = se.loadF(buf.values, {j});
+          Value xv = se.loadF(buf.x, {m, col});
+          Value v = fmaContract(sb, sl, xv, value, it[0]);
           scf::YieldOp::create(sb, sl, v);
         });
     acc = sparse.getResult(0);
