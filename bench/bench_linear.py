@@ -10,6 +10,12 @@ here with cc -O3 -march=native -fopenmp). M = 256 also shows GFLOP/s.
   bench/bench_linear.py [--shapes 1024x1024,4096x4096] [--rows 1,256] [--threads 1,2]
                         [--device cpu] [--iterations 20] [--activations int8,f32]
 
+With --device cuda the modules are compiled for cuda:sm_90 and two baselines are measured in
+the same run by bench/cublas_fp16.c (built here with cc; the CUDA driver and cuBLAS are
+opened with dlopen): cuBLAS FP16 GEMM of the same shape ("vs cuBLAS" column), and a 1 GiB
+device-to-device copy whose read + write rate stands for the HBM bandwidth ("% of probe").
+qforge's times are whole calls of the session (input copied in, output copied back).
+
 The weights are called again and again, so a matrix that fits in the last-level cache
 (4096x4096 at 4 bits is 8.5 MiB) is read from it; the probe reads a buffer of the same
 byte count the same way, so the percentage compares like with like. `--probe-bytes N`
@@ -56,26 +62,43 @@ def run(cmd):
 
 with tempfile.TemporaryDirectory() as d:
     probe = None
+    cublas = None
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc and a.device == "cpu":
         probe = os.path.join(d, "probe")
         subprocess.run([cc, "-O3", "-march=native", "-ffast-math", "-fopenmp",
                         os.path.join(root, "bench", "bandwidth_probe.c"), "-o", probe],
                        check=True)
+    if a.device == "cuda":
+        if not cc:
+            sys.exit("bench_linear: --device cuda needs a C compiler for the cuBLAS baseline")
+        cublas = os.path.join(d, "cublas_fp16")
+        subprocess.run([cc, "-O2", os.path.join(root, "bench", "cublas_fp16.c"), "-o", cublas,
+                        "-ldl"], check=True)
+        hbm_gbs = float(run([cublas, "copy", str(2**30), "10"]).split()[3])
+        print(f"device-to-device copy of 1 GiB: {hbm_gbs:.0f} GB/s (read + write)")
 
     def probe_gbs(nbytes, t):
+        if cublas:
+            return hbm_gbs
         if not probe:
             return None
         out = run([probe, str(int(nbytes)), str(t), "20" if nbytes < 2**28 else "5"])
         return float(out.split()[1])
 
+    def cublas_ms(m, k, n):
+        out = run([cublas, "gemm", str(m), str(k), str(n), str(a.iterations)])
+        return float(re.search(r"median_ms ([\d.]+)", out).group(1))
+
     if probe and a.probe_bytes:
         for t in threads:
             print(f"probe {a.probe_bytes / 2**20:.0f} MiB, {t} thread(s): "
                   f"{probe_gbs(a.probe_bytes, t):.2f} GB/s")
-    print(f"| shape (KxN) | M | threads | scheme | weight MiB | median ms | vs float | "
+    extra = " vs cuBLAS |" if cublas else ""
+    print(f"| shape (KxN) | M | threads | scheme | weight MiB | median ms | vs float |{extra} "
           f"GB/s | % of probe | GFLOP/s |")
-    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|" + ("---:|" if cublas else "") +
+          "---:|---:|---:|")
     for shape in a.shapes.split(","):
         k, n = (int(v) for v in shape.split("x"))
         onnx_path = os.path.join(d, f"l{k}x{n}.onnx")
@@ -96,6 +119,13 @@ with tempfile.TemporaryDirectory() as d:
             for t in threads:
                 base = None
                 probes = {}
+                ref = None
+                if cublas:
+                    ref = cublas_ms(m, k, n)
+                    gbs = k * n * 2 / ref / 1e6
+                    print(f"| {shape} | {m} | {t} | cuBLAS fp16 | {k * n * 2 / 2**20:.2f} | "
+                          f"{ref:.3f} | - | 1.00x | {gbs:.1f} | {100 * gbs / hbm_gbs:.0f}% | "
+                          f"{2.0 * m * k * n / ref / 1e6:.1f} |", flush=True)
                 for name, qfm, weight_bytes in modules:
                     out = run([os.path.join(bindir, "qforge-run"), qfm, "bench", "--device",
                                a.device, "--iterations", str(a.iterations), "--dim", str(m),
@@ -108,6 +138,7 @@ with tempfile.TemporaryDirectory() as d:
                     pct = (f"{100 * gbs / probes[weight_bytes]:.0f}%"
                            if probes[weight_bytes] else "-")
                     gflops = 2.0 * m * k * n / ms / 1e6
+                    vs = f" {ref / ms:.2f}x |" if ref else ""
                     print(f"| {shape} | {m} | {t} | {name} | {weight_bytes / 2**20:.2f} | "
-                          f"{ms:.3f} | {base / ms:.2f}x | {gbs:.1f} | {pct} | {gflops:.1f} |",
-                          flush=True)
+                          f"{ms:.3f} | {base / ms:.2f}x |{vs} {gbs:.1f} | {pct} | "
+                          f"{gflops:.1f} |", flush=True)

@@ -16,7 +16,8 @@ What is timed, per model and per thread count (1 and all cores by default):
            step's present tensors fed back as the next step's past; qforge as generate runs
            it (qforge-run bench --decode-tokens), ONNX Runtime in the same way.
 Engines and variants:
-  qforge     float (--method none), RTN 4-bit g32, 4-bit g128, 3-bit g128 (--target cpu)
+  qforge     float (--method none), RTN 4-bit g32, 4-bit g128, 3-bit g128 (--target cpu;
+             with --device cuda, --target cuda:sm_90 and the peers left out)
   llama.cpp  the same weights written as GGUF (f32, converted here with the peer tree's
              gguf-py) and llama-quantize'd from it to Q4_0, Q4_K_M, Q3_K_S; llama-bench
   ORT        onnxruntime-node 1.30, fp32, bench/ort_bench.js, intraOpNumThreads = threads
@@ -141,7 +142,9 @@ def wait_for(path, seconds):
 
 
 class QForge:
-    def __init__(self, bindir, wait):
+    def __init__(self, bindir, wait, device="cpu"):
+        self.device = device
+        self.target = "cuda:sm_90" if device == "cuda" else "cpu"
         self.compile = os.path.join(bindir, "qforge-compile")
         self.run_bin = os.path.join(bindir, "qforge-run")
         self.ok = wait_for(self.compile, wait) and wait_for(self.run_bin, wait)
@@ -180,7 +183,7 @@ class QForge:
 
     def build(self, onnx_path, out, flags):
         wait_for(self.compile, 300)
-        run([self.compile, onnx_path, "-o", out, "--target", "cpu", "--quiet"] + flags,
+        run([self.compile, onnx_path, "-o", out, "--target", self.target, "--quiet"] + flags,
             timeout=6 * 3600)
         return out
 
@@ -193,7 +196,7 @@ class QForge:
 
     def bench_ms(self, qfm, dim, iterations, warmup, threads):
         wait_for(self.run_bin, 300)
-        cmd = [self.run_bin, qfm, "bench", "--device", "cpu", "--dim", str(dim),
+        cmd = [self.run_bin, qfm, "bench", "--device", self.device, "--dim", str(dim),
                "--iterations", str(iterations), "--warmup", str(warmup)]
         out = run(cmd + self.threads_args(threads), env=self.env(threads), timeout=6 * 3600)
         m = re.search(r"median_ms ([\d.]+)", out)
@@ -205,7 +208,7 @@ class QForge:
         """Tokens/s of `steps` greedy tokens with the KV cache after a one-token prompt
         (median over `iterations` runs)."""
         wait_for(self.run_bin, 300)
-        cmd = [self.run_bin, qfm, "bench", "--device", "cpu", "--dim", "1",
+        cmd = [self.run_bin, qfm, "bench", "--device", self.device, "--dim", "1",
                "--decode-tokens", str(steps), "--iterations", str(iterations),
                "--warmup", "1"]
         out = run(cmd + self.threads_args(threads), env=self.env(threads), timeout=6 * 3600)
@@ -218,7 +221,7 @@ class QForge:
         """Logits [T, V] of the module for one window of token ids (int64 [T])."""
         inp, outp = os.path.join(d, "ids.npy"), os.path.join(d, "logits.npy")
         np.save(inp, ids.astype(np.int64)[None, :])
-        run([self.run_bin, qfm, "run", "--device", "cpu", "--input", f"input_ids={inp}",
+        run([self.run_bin, qfm, "run", "--device", self.device, "--input", f"input_ids={inp}",
              "--output", f"logits={outp}"] + self.threads_args(os.cpu_count() or 1),
             env=self.env(os.cpu_count() or 1), timeout=3600)
         return np.load(outp)[0]
@@ -554,14 +557,16 @@ def compile_qforge(qf, model, variants, a, notes):
     for v in variants:
         entry = modules[v] = {}
         try:
-            entry["full"] = build(model.onnx, os.path.join(model.dir, f"{v}.qfm"), v)
+            suffix = "" if qf.device == "cpu" else f".{qf.device}"
+            entry["full"] = build(model.onnx, os.path.join(model.dir, f"{v}{suffix}.qfm"), v)
             entry["bytes"] = qf.weight_bytes(entry["full"])
         except Failed as e:
             entry["error"] = str(e)
             continue
         if model.onnx_dec:
             try:
-                entry["dec"] = build(model.onnx_dec, os.path.join(model.dir, f"{v}-decode.qfm"),
+                entry["dec"] = build(model.onnx_dec,
+                                     os.path.join(model.dir, f"{v}-decode{suffix}.qfm"),
                                      v, " (KV-cache decode form)")
             except Failed as e:
                 notes.append(f"{model.name} qforge {v}: the KV-cache export did not compile: {e}")
@@ -871,6 +876,9 @@ def main():
     ap.add_argument("--ort", default=os.environ.get("QF_ORT", os.path.join(PEERS, "ort")),
                     help="onnxruntime-node peer: DIR/node_modules/onnxruntime-node "
                     "(default $QF_ORT or /work/peers/ort)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where qforge's modules run (cuda: compiled for cuda:sm_90; the "
+                    "peers here are CPU builds, so the float module is the baseline)")
     ap.add_argument("--qforge-bin", default=os.environ.get("QFORGE_BIN",
                                                            os.path.join(ROOT, "build", "bin")))
     ap.add_argument("--wait", type=int, default=600,
@@ -893,9 +901,15 @@ def main():
     if "f32" not in ltypes:
         ltypes = ["f32"] + ltypes
 
-    qf = QForge(a.qforge_bin, a.wait)
+    qf = QForge(a.qforge_bin, a.wait, a.device)
     lc = LlamaCpp(a.llama_cpp)
     ort = Ort(a.ort)
+    if a.device == "cuda":
+        # llama.cpp and onnxruntime-node here are CPU builds: no GPU peer to compare with.
+        for peer in (lc, ort):
+            peer.ok, peer.why = False, "not compared on --device cuda (a CPU build here)"
+        threads = [1]
+        a.no_verify = True
     tmp = None
     if a.work:
         work = os.path.abspath(a.work)

@@ -15,6 +15,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "BlockCache.h"
+
 #include "qforge/Runtime/Runtime.h"
 
 #include <cstdint>
@@ -29,10 +31,10 @@ namespace {
 /// to the malloc'd base.
 constexpr size_t kHeader = 64;
 constexpr size_t kAlign = 64;
-/// Size classes: powers of two from 64 bytes.
-constexpr int kClasses = 48;
 /// Freed bytes kept for reuse, at most.
 constexpr size_t kCacheLimit = size_t(2) << 30;
+
+using qforge::rt::BlockCache;
 
 struct Header {
   uint32_t sizeClass;
@@ -44,17 +46,13 @@ public:
   void *allocate(size_t size, size_t alignment) {
     if (alignment > kAlign)
       return allocateOverAligned(size, alignment);
-    int c = sizeClass(size);
+    int c = BlockCache::sizeClass(size);
     {
       std::lock_guard<std::mutex> lock(mutex);
-      if (!free[c].empty()) {
-        void *p = free[c].back();
-        free[c].pop_back();
-        cached -= classBytes(c);
+      if (void *p = cache.take(c))
         return p;
-      }
     }
-    void *base = std::malloc(classBytes(c) + kHeader + kAlign);
+    void *base = std::malloc(BlockCache::classBytes(c) + kHeader + kAlign);
     if (!base)
       return nullptr;
     uintptr_t user =
@@ -78,25 +76,14 @@ public:
     int c = int(h->sizeClass);
     {
       std::lock_guard<std::mutex> lock(mutex);
-      if (cached + classBytes(c) <= kCacheLimit) {
-        free[c].push_back(p);
-        cached += classBytes(c);
+      if (cache.keep(c, p))
         return;
-      }
     }
     std::free(reinterpret_cast<char *>(h) - h->offset);
   }
 
 private:
   static constexpr uint32_t kOverAligned = ~0u;
-
-  static size_t classBytes(int c) { return size_t(64) << c; }
-  static int sizeClass(size_t size) {
-    int c = 0;
-    while (c + 1 < kClasses && classBytes(c) < size)
-      ++c;
-    return c;
-  }
 
   void *allocateOverAligned(size_t size, size_t alignment) {
     void *base = std::malloc(size + sizeof(Header) + alignment);
@@ -113,8 +100,7 @@ private:
   }
 
   std::mutex mutex;
-  std::vector<void *> free[kClasses];
-  size_t cached = 0;
+  BlockCache cache{kCacheLimit};
 };
 
 Pool &pool() {

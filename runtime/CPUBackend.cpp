@@ -35,6 +35,7 @@ public:
              SetThreadsFn setThreads)
       : module(std::move(module)), target(target), object(std::move(object)),
         entry(entry), setThreads(setThreads) {}
+  ~CPUBackend() override { dropCarried(); }
 
   std::string description() const override {
     return "cpu (" +
@@ -52,8 +53,11 @@ public:
             const_cast<uint8_t *>(module->file().findSection(a.section)->data),
             a.shape);
       } else if (a.role == ArgRole::Input) {
-        const HostTensor *t = inputs.at(nextInput++);
-        args.add(const_cast<void *>(t->data()), t->shape);
+        size_t index = nextInput++;
+        if (const HostTensor *t = inputs.at(index))
+          args.add(const_cast<void *>(t->data()), t->shape);
+        else
+          args.add(carriedData(index), *carriedShape(index));
       }
     }
     std::vector<size_t> ranks = outputRanks(m);
@@ -69,14 +73,16 @@ public:
           std::memcpy(dst, src, bytes);
           return true;
         },
-        [&](void *allocated) {
-          // Modules from before the buffer pool return malloc'd buffers.
-          if (target.buffers == "runtime-pool")
-            cpuFree(allocated);
-          else
-            std::free(allocated);
-        },
         err);
+  }
+
+protected:
+  void releaseBuffer(void *allocated) override {
+    // Modules from before the buffer pool return malloc'd buffers.
+    if (target.buffers == "runtime-pool")
+      cpuFree(allocated);
+    else
+      std::free(allocated);
   }
 
 private:

@@ -14,13 +14,18 @@
 //    recorded and the session reports it after the entry returns;
 //  - the CUDA backend: uploads the weights once, and per run copies the inputs
 //    in, calls the entry with device pointers and copies the outputs back.
+//    Each session has one stream, which every stream the compiled code asks
+//    for stands for, and a memory pool (DevicePool.h) its allocations come
+//    from; both are bound to the calling thread while the entry runs.
 //
 //===----------------------------------------------------------------------===//
 
 #include "CudaDriver.h"
+#include "DevicePool.h"
 
 #include "qforge/Runtime/Runtime.h"
 
+#include <cstdio>
 #include <cstring>
 #include <dlfcn.h>
 #include <mutex>
@@ -76,6 +81,7 @@ DriverState openDriver() {
   QF_RESOLVE(cuMemAllocManaged);
   QF_RESOLVE(cuMemFree_v2);
   QF_RESOLVE(cuMemcpyHtoD_v2);
+  QF_RESOLVE(cuMemcpyHtoDAsync_v2);
   QF_RESOLVE(cuMemcpyDtoH_v2);
   QF_RESOLVE(cuMemcpy);
   QF_RESOLVE(cuMemcpyAsync);
@@ -174,6 +180,28 @@ const DriverState &driverState() {
   return *state;
 }
 
+/// What the session running an entry on this thread lends the compiled code:
+/// its stream, its memory pool, and the place for the first error (so that
+/// concurrent sessions do not see each other's).
+struct RunContext {
+  CUstream stream;
+  DevicePool *pool;
+  std::string error;
+};
+thread_local RunContext *currentRun = nullptr;
+
+/// Binds a session's stream and pool to the calling thread while it runs.
+class RunScope {
+public:
+  explicit RunScope(RunContext &context) : previous(currentRun) {
+    currentRun = &context;
+  }
+  ~RunScope() { currentRun = previous; }
+
+private:
+  RunContext *previous;
+};
+
 struct ErrorSlot {
   std::mutex mutex;
   std::string first;
@@ -215,6 +243,11 @@ bool Driver::makeCurrent() const {
 }
 
 void cuda::recordErrorMessage(const std::string &message) {
+  if (currentRun) {
+    if (currentRun->error.empty())
+      currentRun->error = message;
+    return;
+  }
   ErrorSlot &slot = errorSlot();
   std::lock_guard<std::mutex> lock(slot.mutex);
   if (slot.first.empty())
@@ -226,6 +259,14 @@ void cuda::recordError(const char *call, CUresult result) {
   recordErrorMessage(
       std::string("CUDA error in ") + call + ": " +
       (d ? d->errorString(result) : "error " + std::to_string(result)));
+}
+
+bool cuda::hasError() {
+  if (currentRun)
+    return !currentRun->error.empty();
+  ErrorSlot &slot = errorSlot();
+  std::lock_guard<std::mutex> lock(slot.mutex);
+  return !slot.first.empty();
 }
 
 bool cuda::takeError(std::string &message) {
@@ -368,7 +409,7 @@ QF_MGPU void mgpuLaunchKernel(CUfunction function, intptr_t gridX,
                               CUstream stream, void **params, void **extra,
                               size_t /*paramsCount*/) {
   const Driver *d = mgpuDriver("mgpuLaunchKernel");
-  if (!d || !function)
+  if (!d || !function || hasError())
     return;
   if (!prepareSharedMemory(d, function, smem))
     return;
@@ -387,7 +428,7 @@ QF_MGPU void mgpuLaunchClusterKernel(CUfunction function, intptr_t clusterX,
                                      int32_t smem, CUstream stream,
                                      void **params, void **extra) {
   const Driver *d = mgpuDriver("mgpuLaunchClusterKernel");
-  if (!d || !function)
+  if (!d || !function || hasError())
     return;
   if (!d->cuLaunchKernelEx) {
     recordErrorMessage("thread-block clusters need a CUDA 12 driver "
@@ -419,6 +460,8 @@ QF_MGPU void mgpuLaunchClusterKernel(CUfunction function, intptr_t clusterX,
 }
 
 QF_MGPU CUstream mgpuStreamCreate() {
+  if (currentRun)
+    return currentRun->stream;
   const Driver *d = mgpuDriver("mgpuStreamCreate");
   CUstream stream = nullptr;
   if (d)
@@ -427,6 +470,8 @@ QF_MGPU CUstream mgpuStreamCreate() {
 }
 
 QF_MGPU void mgpuStreamDestroy(CUstream stream) {
+  if (currentRun && stream == currentRun->stream)
+    return;
   if (const Driver *d = mgpuDriver("mgpuStreamDestroy"))
     check("cuStreamDestroy", d->cuStreamDestroy_v2(stream));
 }
@@ -469,6 +514,13 @@ QF_MGPU void *mgpuMemAlloc(uint64_t size, CUstream /*stream*/,
   const Driver *d = mgpuDriver("mgpuMemAlloc");
   if (!d || size == 0)
     return nullptr;
+  if (currentRun && !isHostShared) {
+    std::string err;
+    uint64_t ptr = currentRun->pool->allocate(size, err);
+    if (!ptr)
+      recordErrorMessage(err);
+    return reinterpret_cast<void *>(ptr);
+  }
   CUdeviceptr ptr = 0;
   if (isHostShared)
     check("cuMemAllocManaged",
@@ -481,12 +533,14 @@ QF_MGPU void *mgpuMemAlloc(uint64_t size, CUstream /*stream*/,
 QF_MGPU void mgpuMemFree(void *ptr, CUstream /*stream*/) {
   if (!ptr)
     return;
+  if (currentRun && currentRun->pool->release(reinterpret_cast<uintptr_t>(ptr)))
+    return;
   if (const Driver *d = mgpuDriver("mgpuMemFree"))
     check("cuMemFree", d->cuMemFree_v2(reinterpret_cast<CUdeviceptr>(ptr)));
 }
 
 QF_MGPU void mgpuMemcpy(void *dst, void *src, size_t size, CUstream stream) {
-  if (size == 0)
+  if (size == 0 || hasError())
     return;
   if (const Driver *d = mgpuDriver("mgpuMemcpy"))
     check("cuMemcpyAsync",
@@ -496,7 +550,7 @@ QF_MGPU void mgpuMemcpy(void *dst, void *src, size_t size, CUstream stream) {
 
 QF_MGPU void mgpuMemset32(void *dst, uint32_t value, size_t count,
                           CUstream stream) {
-  if (count == 0)
+  if (count == 0 || hasError())
     return;
   if (const Driver *d = mgpuDriver("mgpuMemset32"))
     check("cuMemsetD32Async",
@@ -506,7 +560,7 @@ QF_MGPU void mgpuMemset32(void *dst, uint32_t value, size_t count,
 
 QF_MGPU void mgpuMemset16(void *dst, unsigned short value, size_t count,
                           CUstream stream) {
-  if (count == 0)
+  if (count == 0 || hasError())
     return;
   if (const Driver *d = mgpuDriver("mgpuMemset16"))
     check("cuMemsetD16Async",
@@ -560,42 +614,52 @@ QF_MGPU void mgpuMemHostUnregisterMemRef(int64_t rank, void *descriptor,
 namespace {
 using EntryFn = void (*)(void **);
 
-/// Device allocations freed together.
-class DeviceBuffers {
-public:
-  explicit DeviceBuffers(const Driver *d) : d(d) {}
-  ~DeviceBuffers() {
-    for (CUdeviceptr p : buffers)
-      d->cuMemFree_v2(p);
-  }
-  bool allocate(size_t bytes, CUdeviceptr &ptr, std::string &err) {
-    // The driver refuses empty allocations; empty tensors get a small one.
-    CUresult r = d->cuMemAlloc_v2(&ptr, bytes ? bytes : 256);
-    if (r != CUDA_SUCCESS) {
-      err = "CUDA error in cuMemAlloc (" + std::to_string(bytes) +
-            " bytes): " + d->errorString(r);
-      return false;
-    }
-    buffers.push_back(ptr);
-    return true;
-  }
+/// Freed blocks a session keeps for reuse, at most.
+constexpr size_t kPoolCacheLimit = size_t(8) << 30;
 
-private:
-  const Driver *d;
-  std::vector<CUdeviceptr> buffers;
-};
+/// "1.5 GiB" for error messages.
+std::string formatBytes(size_t bytes) {
+  const char *units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+  double value = double(bytes);
+  int u = 0;
+  while (value >= 1024 && u < 4) {
+    value /= 1024;
+    ++u;
+  }
+  char text[32];
+  std::snprintf(text, sizeof(text), u ? "%.1f %s" : "%.0f %s", value, units[u]);
+  return text;
+}
 
 class CUDABackend final : public Backend {
 public:
   CUDABackend(std::shared_ptr<const Module> module,
               const qfm::TargetInfo &target, const Driver *d)
-      : module(std::move(module)), target(target), d(d), weights(d) {}
+      : module(std::move(module)), target(target), d(d),
+        pool(
+            [d](size_t bytes, uint64_t &ptr, std::string &why) {
+              CUdeviceptr p = 0;
+              CUresult r = d->cuMemAlloc_v2(&p, bytes);
+              if (r != CUDA_SUCCESS) {
+                why = d->errorString(r);
+                return false;
+              }
+              ptr = p;
+              return true;
+            },
+            [d](uint64_t ptr) { d->cuMemFree_v2(CUdeviceptr(ptr)); },
+            kPoolCacheLimit) {}
 
   ~CUDABackend() override {
     // Unload the code (its destructors unload the kernels) before the
     // weights go.
     d->makeCurrent();
+    dropCarried();
     object.reset();
+    for (CUdeviceptr p : weightPointers)
+      d->cuMemFree_v2(p);
+    if (context.stream)
+      d->cuStreamDestroy_v2(context.stream);
     std::string ignored;
     takeError(ignored);
   }
@@ -603,23 +667,38 @@ public:
   bool init(std::string &err) {
     if (!d->makeCurrent() || takeError(err))
       return false;
+    CUresult r = d->cuStreamCreate(&context.stream, CU_STREAM_NON_BLOCKING);
+    if (r != CUDA_SUCCESS) {
+      err = "CUDA error in cuStreamCreate: " + d->errorString(r);
+      return false;
+    }
+    context.pool = &pool;
     // Upload the weights once; they stay on the device.
+    size_t uploaded = 0;
     for (const ArgInfo &a : module->manifest().args) {
       if (a.role != ArgRole::Weight)
         continue;
       const qfm::File::Section *s = module->file().findSection(a.section);
       CUdeviceptr ptr = 0;
-      if (!weights.allocate(s->size, ptr, err))
+      // The driver refuses empty allocations; empty tensors get a small one.
+      r = d->cuMemAlloc_v2(&ptr, s->size ? s->size : 256);
+      if (r != CUDA_SUCCESS) {
+        err = "cannot upload weight '" + a.name + "' (" + formatBytes(s->size) +
+              ", after " + formatBytes(uploaded) + " of weights; the GPU has " +
+              formatBytes(cudaDeviceInfo().totalMemory) +
+              "): " + d->errorString(r);
         return false;
+      }
+      weightPointers.push_back(ptr);
       if (s->size) {
-        CUresult r = d->cuMemcpyHtoD_v2(ptr, s->data, s->size);
+        r = d->cuMemcpyHtoD_v2(ptr, s->data, s->size);
         if (r != CUDA_SUCCESS) {
           err = "CUDA error in cuMemcpyHtoD (weight '" + a.name +
                 "'): " + d->errorString(r);
           return false;
         }
       }
-      weightPointers.push_back(ptr);
+      uploaded += s->size;
     }
     // Loading the object runs its constructors, which load the PTX through
     // mgpuModuleLoad*; they report failures through the recorded error.
@@ -655,24 +734,42 @@ public:
       takeError(err);
       return false;
     }
-    std::string stale;
-    takeError(stale);
+    context.error.clear();
+    RunScope scope(context);
+    // Every block this run takes from the pool goes back to it on every path.
+    std::vector<uint64_t> inputBlocks;
+    struct ReleaseInputs {
+      DevicePool &pool;
+      std::vector<uint64_t> &blocks;
+      ~ReleaseInputs() {
+        for (uint64_t b : blocks)
+          pool.release(b);
+      }
+    } releaseInputs{pool, inputBlocks};
 
-    DeviceBuffers buffers(d);
     MemRefArgs args;
     size_t w = 0, i = 0;
     for (const ArgInfo &a : module->manifest().args) {
       if (a.role == ArgRole::Weight) {
         args.add(reinterpret_cast<void *>(weightPointers.at(w++)), a.shape);
       } else if (a.role == ArgRole::Input) {
-        const HostTensor *t = inputs.at(i++);
-        CUdeviceptr ptr;
-        if (!buffers.allocate(t->byteSize(), ptr, err))
+        size_t index = i++;
+        const HostTensor *t = inputs.at(index);
+        if (!t) { // kept on the device from the previous call
+          args.add(carriedData(index), *carriedShape(index));
+          continue;
+        }
+        uint64_t ptr = pool.allocate(t->byteSize(), err);
+        if (!ptr)
           return false;
+        inputBlocks.push_back(ptr);
+        // On the session's stream, so that the kernels that read the input
+        // are ordered after the copy.
         if (t->byteSize()) {
-          CUresult r = d->cuMemcpyHtoD_v2(ptr, t->data(), t->byteSize());
+          CUresult r = d->cuMemcpyHtoDAsync_v2(CUdeviceptr(ptr), t->data(),
+                                               t->byteSize(), context.stream);
           if (r != CUDA_SUCCESS) {
-            err = "CUDA error in cuMemcpyHtoD: " + d->errorString(r);
+            err = "CUDA error in cuMemcpyHtoDAsync: " + d->errorString(r);
             return false;
           }
         }
@@ -684,36 +781,47 @@ public:
       args.addResults(ranks);
     entry(args.data());
 
-    CUresult r = d->cuCtxSynchronize();
-    if (takeError(err))
-      return false;
-    if (r != CUDA_SUCCESS) {
-      err = "CUDA error in cuCtxSynchronize: " + d->errorString(r);
-      return false;
+    CUresult r = d->cuStreamSynchronize(context.stream);
+    bool failed = !context.error.empty() || takeError(context.error);
+    if (!failed && r != CUDA_SUCCESS) {
+      context.error = "CUDA error in cuStreamSynchronize: " + d->errorString(r);
+      failed = true;
     }
-    // The entry returns device buffers it allocated; copy them back and free
-    // them.
+    // The entry returns blocks it took from the pool; copy them back and
+    // return them (carried ones stay), also after a failure.
     const Driver *drv = d;
-    return collectResults(
+    bool collected = collectResults(
         args, module->manifest(), outputs,
-        [drv](void *dst, const void *src, size_t bytes, std::string &e) {
+        [drv, failed](void *dst, const void *src, size_t bytes,
+                      std::string &e) {
+          if (failed)
+            return false;
           CUresult rc = drv->cuMemcpyDtoH_v2(
               dst, reinterpret_cast<CUdeviceptr>(src), bytes);
           if (rc != CUDA_SUCCESS)
             e = "CUDA error in cuMemcpyDtoH: " + drv->errorString(rc);
           return rc == CUDA_SUCCESS;
         },
-        [drv](void *allocated) {
-          drv->cuMemFree_v2(reinterpret_cast<CUdeviceptr>(allocated));
-        },
         err);
+    if (failed) {
+      err = context.error;
+      return false;
+    }
+    return collected;
+  }
+
+protected:
+  void releaseBuffer(void *allocated) override {
+    if (!pool.release(reinterpret_cast<uintptr_t>(allocated)))
+      d->cuMemFree_v2(reinterpret_cast<CUdeviceptr>(allocated));
   }
 
 private:
   std::shared_ptr<const Module> module;
   const qfm::TargetInfo &target;
   const Driver *d;
-  DeviceBuffers weights;
+  DevicePool pool;
+  RunContext context{nullptr, nullptr, {}};
   std::vector<CUdeviceptr> weightPointers;
   std::unique_ptr<SharedObject> object;
   EntryFn entry = nullptr;

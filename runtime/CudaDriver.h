@@ -96,6 +96,8 @@ struct Driver {
   CUresult (*cuMemAllocManaged)(CUdeviceptr *ptr, size_t bytes, unsigned flags);
   CUresult (*cuMemFree_v2)(CUdeviceptr ptr);
   CUresult (*cuMemcpyHtoD_v2)(CUdeviceptr dst, const void *src, size_t bytes);
+  CUresult (*cuMemcpyHtoDAsync_v2)(CUdeviceptr dst, const void *src,
+                                   size_t bytes, CUstream stream);
   CUresult (*cuMemcpyDtoH_v2)(void *dst, CUdeviceptr src, size_t bytes);
   CUresult (*cuMemcpy)(CUdeviceptr dst, CUdeviceptr src, size_t bytes);
   CUresult (*cuMemcpyAsync)(CUdeviceptr dst, CUdeviceptr src, size_t bytes,
@@ -156,6 +158,9 @@ void recordError(const char *call, CUresult result);
 void recordErrorMessage(const std::string &message);
 /// Moves the recorded error into `message`; false if there was none.
 bool takeError(std::string &message);
+/// Whether an error is recorded: the mgpu* functions then skip launches and
+/// copies, whose arguments may come from a failed allocation.
+bool hasError();
 
 } // namespace cuda
 } // namespace rt

@@ -132,6 +132,9 @@ std::unique_ptr<LanguageModel> LanguageModel::create(Session &session,
           qfm::formatShape(ids->shape) + ")";
     return nullptr;
   }
+  for (const auto &[past, present] : lm->cacheInputs)
+    if (!session.carry(present, past, err))
+      return nullptr;
   return lm;
 }
 
@@ -172,6 +175,7 @@ void LanguageModel::clearCache() {
     feed[cacheInputs[c].first].reshape(qfm::DType::F32, shape);
   }
   cached = 0;
+  restart = true;
 }
 
 bool LanguageModel::cachedCall(const std::vector<int64_t> &tokens,
@@ -182,6 +186,10 @@ bool LanguageModel::cachedCall(const std::vector<int64_t> &tokens,
     fillIndices(feed[maskName], maskType, cached + n, 1, 0);
   if (!positionName.empty())
     fillIndices(feed[positionName], positionType, n, cached, 1);
+  if (!restart)
+    for (const auto &names : cacheInputs)
+      feed.erase(names.first);
+  restart = false;
   if (!session.run(feed, fetched, err))
     return false;
   const HostTensor &l = fetched.at(outputName);
@@ -192,17 +200,16 @@ bool LanguageModel::cachedCall(const std::vector<int64_t> &tokens,
   }
   const float *data = l.dataAs<float>();
   out.assign(data, data + n * vocab);
-  // Each present becomes the next call's past; the old past's buffer takes
-  // the next present.
+  // The session keeps each present as the next call's past.
   for (size_t c = 0; c < cacheInputs.size(); ++c) {
-    HostTensor &present = fetched.at(cacheInputs[c].second);
-    if (present.shape.size() != 4 || present.shape[2] != cached + n) {
+    std::vector<int64_t> present = session.carriedShape(cacheInputs[c].first);
+    if (present.size() != 4 || present[2] != cached + n) {
       err = "output '" + cacheInputs[c].second + "' came back as " +
-            present.typeString() + " after " + std::to_string(cached) +
+            qfm::formatShape(present) + " after " + std::to_string(cached) +
             " cached and " + std::to_string(n) + " new tokens";
+      clearCache();
       return false;
     }
-    std::swap(feed[cacheInputs[c].first], present);
   }
   cached += n;
   return true;
@@ -437,16 +444,6 @@ bool LanguageModel::generate(std::vector<int64_t> &tokens, int64_t count,
     return std::vector<int64_t>(tokens.end() - keep, tokens.end());
   };
   bool cache = hasCache() && useCache;
-  if (cache) {
-    // Room for a full window in both sets of cache buffers, so that no call
-    // reallocates.
-    for (size_t c = 0; c < cacheInputs.size(); ++c) {
-      const std::vector<int64_t> &shape = cacheShapes[c];
-      size_t bytes = size_t(shape[1]) * size_t(window) * size_t(shape[3]) * 4;
-      feed[cacheInputs[c].first].buffer.reserve(bytes);
-      fetched[cacheInputs[c].second].buffer.reserve(bytes);
-    }
-  }
   std::vector<float> l;
   bool prefill = true;
   for (int64_t step = 0; step < count; ++step) {

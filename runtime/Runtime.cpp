@@ -396,17 +396,39 @@ std::vector<size_t> rt::outputRanks(const qfm::Manifest &manifest) {
   return ranks;
 }
 
-bool rt::collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
-                        std::vector<HostTensor> &outputs,
-                        const std::function<bool(void *, const void *, size_t,
-                                                 std::string &)> &copy,
-                        const std::function<void(void *)> &release,
-                        std::string &err) {
+void Backend::setCarry(std::vector<int> outputToInput) {
+  dropCarried();
+  carry = std::move(outputToInput);
+}
+
+const std::vector<int64_t> *Backend::carriedShape(size_t input) const {
+  auto it = kept.find(input);
+  return it == kept.end() ? nullptr : &it->second.shape;
+}
+
+void *Backend::carriedData(size_t input) const {
+  auto it = kept.find(input);
+  return it == kept.end() ? nullptr : it->second.data;
+}
+
+void Backend::dropCarried() {
+  for (auto &[input, k] : kept)
+    releaseBuffer(k.allocated);
+  kept.clear();
+}
+
+bool Backend::collectResults(
+    const MemRefArgs &args, const qfm::Manifest &manifest,
+    std::vector<HostTensor> &outputs,
+    const std::function<bool(void *, const void *, size_t, std::string &)>
+        &copy,
+    std::string &err) {
   std::vector<const ArgInfo *> outs = manifest.argsWithRole(ArgRole::Output);
   // Tensors already in `outputs` keep their buffers (a caller that runs a
-  // module step after step, such as a KV cache, allocates nothing new).
+  // module step after step allocates nothing new).
   outputs.resize(outs.size());
   std::vector<void *> toRelease;
+  std::map<size_t, Kept> keep;
   bool ok = true;
   for (size_t k = 0; k < outs.size(); ++k) {
     const ArgInfo &a = *outs[k];
@@ -423,6 +445,27 @@ bool rt::collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
         ok = false;
       }
     }
+    int feeds = k < carry.size() ? carry[k] : -1;
+    if (ok && feeds >= 0) {
+      // Kept where it is, unless another output shares its buffer (then a
+      // copy would be needed, which the caller did not ask for).
+      bool shared = false;
+      for (size_t j = 0; j < outs.size(); ++j)
+        shared |= j != k &&
+                  args.result(j, qfm::dtypeSize(outs[j]->dtype)).allocated ==
+                      r.allocated;
+      if (!r.allocated || shared) {
+        err = "output '" + a.name +
+              "' cannot be carried: the entry did not return it in a buffer "
+              "of its own";
+        ok = false;
+      } else {
+        keep[size_t(feeds)] = {r.allocated, const_cast<uint8_t *>(r.data),
+                               r.shape};
+        outputs[k] = HostTensor();
+        continue;
+      }
+    }
     if (ok) {
       HostTensor &t = outputs[k];
       t.reshape(a.dtype, r.shape);
@@ -433,11 +476,19 @@ bool rt::collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
                                  r.allocated) == toRelease.end())
       toRelease.push_back(r.allocated);
   }
+  // What fed this call goes; what it returned for the next call stays.
+  dropCarried();
+  if (ok) {
+    kept = std::move(keep);
+  } else {
+    for (auto &[input, k] : keep)
+      toRelease.push_back(k.allocated);
+  }
   // An entry may return one buffer as several outputs (a graph output listed
   // twice, or one tensor feeding two results): each is freed once, after
   // every copy.
   for (void *allocated : toRelease)
-    release(allocated);
+    releaseBuffer(allocated);
   return ok;
 }
 
@@ -862,6 +913,11 @@ bool Session::run(const TensorMap &inputs, TensorMap &outputs,
     std::string expected = std::string(qfm::dtypeName(a->dtype)) + " " +
                            qfm::formatShape(a->shape);
     if (it == inputs.end()) {
+      size_t index = inputList.size();
+      if (backend->carriedShape(index)) {
+        inputList.push_back(nullptr); // fed by the output kept last call
+        continue;
+      }
       err = "missing input '" + a->name + "' (" + expected + ")";
       return false;
     }
@@ -909,8 +965,52 @@ bool Session::run(const TensorMap &inputs, TensorMap &outputs,
     return false;
   }
   for (size_t k = 0; k < outs.size(); ++k)
-    outputs[outs[k]->name] = std::move(outputList.at(k));
+    if (k >= carries.size() || carries[k] < 0)
+      outputs[outs[k]->name] = std::move(outputList.at(k));
   return true;
+}
+
+bool Session::carry(const std::string &output, const std::string &input,
+                    std::string &err) {
+  const qfm::Manifest &m = module->manifest();
+  std::vector<const ArgInfo *> outs = m.argsWithRole(ArgRole::Output);
+  std::vector<const ArgInfo *> ins = m.argsWithRole(ArgRole::Input);
+  auto find = [](const std::vector<const ArgInfo *> &list,
+                 const std::string &name) {
+    for (size_t i = 0; i < list.size(); ++i)
+      if (list[i]->name == name)
+        return int(i);
+    return -1;
+  };
+  int k = find(outs, output), i = find(ins, input);
+  if (k < 0 || i < 0) {
+    err = k < 0 ? "no output '" + output + "' to carry"
+                : "no input '" + input + "' to carry '" + output + "' into";
+    return false;
+  }
+  if (outs[k]->dtype != ins[i]->dtype ||
+      outs[k]->shape.size() != ins[i]->shape.size()) {
+    err = "output '" + output + "' (" + qfm::dtypeName(outs[k]->dtype) + " " +
+          qfm::formatShape(outs[k]->shape) + ") cannot feed input '" + input +
+          "' (" + qfm::dtypeName(ins[i]->dtype) + " " +
+          qfm::formatShape(ins[i]->shape) + ")";
+    return false;
+  }
+  carries.resize(outs.size(), -1);
+  carries[size_t(k)] = i;
+  backend->setCarry(carries);
+  return true;
+}
+
+std::vector<int64_t> Session::carriedShape(const std::string &input) const {
+  std::vector<const ArgInfo *> ins =
+      module->manifest().argsWithRole(ArgRole::Input);
+  for (size_t i = 0; i < ins.size(); ++i)
+    if (ins[i]->name == input) {
+      const std::vector<int64_t> *shape = backend->carriedShape(i);
+      return shape ? *shape : std::vector<int64_t>();
+    }
+  return {};
 }
 
 //===----------------------------------------------------------------------===//

@@ -25,6 +25,7 @@ config.substitutions.append(("%testdir", config.test_source_root))
 config.substitutions.append(("%bindir", config.qforge_tools_dir))
 config.substitutions.append(("%fuzzdir", os.path.join(os.path.dirname(config.test_source_root), "fuzz")))
 config.substitutions.append(("%models", os.path.join(os.path.dirname(config.test_source_root), "models")))
+config.substitutions.append(("%fakecuda", os.path.join(config.qforge_obj_root, "test", "fake-cuda")))
 config.substitutions.append(("%ptxas", config.ptxas or "ptxas-not-found"))
 
 # `ptxas` assembles emitted PTX; tests that need it say `REQUIRES: ptxas`.

@@ -104,6 +104,10 @@ createTargetMachine(const std::string &cpuName, std::string &error) {
     features = f.getString();
   }
   llvm::TargetOptions targetOptions;
+  // Constructors (a CUDA target's one loads its PTX) go to .init_array, which
+  // the dynamic loader runs; LLVM's default, .ctors, only runs with the C
+  // runtime's start files, which the object is not linked with.
+  targetOptions.UseInitArray = true;
   std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
       triple, cpu, features, targetOptions, llvm::Reloc::PIC_, std::nullopt,
       llvm::CodeGenOptLevel::Aggressive));

@@ -958,6 +958,17 @@ TEST_F(RuntimeTest, SessionChecks) {
   EXPECT_EQ(err, "unknown input 'z' (the module's inputs: 'x')");
   EXPECT_TRUE(outputs.empty());
 
+  // Carrying an output into an input: names, dtype and rank are checked, and
+  // until a call has kept the output the input must still be given.
+  EXPECT_FALSE(session->carry("nope", "x", err));
+  EXPECT_EQ(err, "no output 'nope' to carry");
+  EXPECT_FALSE(session->carry("y", "nope", err));
+  EXPECT_EQ(err, "no input 'nope' to carry 'y' into");
+  EXPECT_TRUE(session->carry("y", "x", err)) << err;
+  EXPECT_TRUE(session->carriedShape("x").empty());
+  EXPECT_FALSE(session->run({}, outputs, err));
+  EXPECT_EQ(err, "missing input 'x' (f32 [1,4])");
+
   // A dynamic dimension takes any size; the rank and the static dimensions
   // are still checked.
   m["entry"]["args"][1]["shape"] = {-1, 4};

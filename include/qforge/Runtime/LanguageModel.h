@@ -16,7 +16,9 @@
 // head_dim], with optional `attention_mask` [1, P + T] (ones) and
 // `position_ids` [1, T] (P .. P + T - 1) inputs. The runtime then keeps the
 // cache between calls: generation runs the prompt once and then one token per
-// call.
+// call. The session carries each present to the next call's past
+// (Session::carry), so the cache stays where it was computed: in device
+// memory on CUDA, with no copy on the CPU.
 //
 //===----------------------------------------------------------------------===//
 
@@ -143,6 +145,9 @@ private:
   std::string maskName, positionName;
   qfm::DType maskType = qfm::DType::I64, positionType = qfm::DType::I64;
   int64_t cached = 0; ///< P
+  /// The next call passes empty pasts (after clearCache) instead of the
+  /// presents the session kept.
+  bool restart = true;
   TensorMap feed, fetched;
 };
 

@@ -185,21 +185,47 @@ public:
   /// e.g. "cpu (x86-64-v3)" or "cuda:0 (NVIDIA H100, sm_90)".
   virtual std::string description() const = 0;
   /// Calls the entry. `inputs` are host buffers in manifest order of the input
-  /// arguments (dtypes and shapes checked); `outputs` receives the results, in
-  /// manifest order of the outputs, with the shapes the entry returned.
+  /// arguments (dtypes and shapes checked); a null one is a carried input,
+  /// fed from the output kept at the previous call (setCarry). `outputs`
+  /// receives the results, in manifest order of the outputs, with the shapes
+  /// the entry returned; a carried output is kept instead, and its tensor left
+  /// empty.
   virtual bool run(const std::vector<const HostTensor *> &inputs,
                    std::vector<HostTensor> &outputs, std::string &err) = 0;
-};
 
-/// Turns the buffers an entry returned (the results area of `args`) into host
-/// tensors, in manifest order of the outputs: `copy(dst, src, bytes)` moves the
-/// data to the host and `release(allocated)` frees each buffer, on every path.
-bool collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
-                    std::vector<HostTensor> &outputs,
-                    const std::function<bool(void *, const void *, size_t,
-                                             std::string &)> &copy,
-                    const std::function<void(void *)> &release,
-                    std::string &err);
+  /// `outputToInput[k]` is the input (index among the inputs) that output k
+  /// feeds at the next call, or -1. Drops whatever was kept.
+  void setCarry(std::vector<int> outputToInput);
+  /// The shape of the kept output that feeds input `input`, or null.
+  const std::vector<int64_t> *carriedShape(size_t input) const;
+
+protected:
+  /// Frees a buffer the entry returned (the CPU buffer pool, device memory).
+  virtual void releaseBuffer(void *allocated) = 0;
+  /// The data of the kept output that feeds input `input`, or null.
+  void *carriedData(size_t input) const;
+  /// Frees every kept output; derived destructors call it.
+  void dropCarried();
+  /// Turns the buffers an entry returned (the results area of `args`) into
+  /// host tensors, in manifest order of the outputs: `copy(dst, src, bytes)`
+  /// moves the data to the host; carried outputs are kept (replacing, and
+  /// freeing, what was kept before) and every other buffer freed, on every
+  /// path. A failed call keeps nothing.
+  bool collectResults(const MemRefArgs &args, const qfm::Manifest &manifest,
+                      std::vector<HostTensor> &outputs,
+                      const std::function<bool(void *, const void *, size_t,
+                                               std::string &)> &copy,
+                      std::string &err);
+
+private:
+  struct Kept {
+    void *allocated = nullptr;
+    void *data = nullptr;
+    std::vector<int64_t> shape;
+  };
+  std::vector<int> carry;      ///< per output: the input it feeds, or -1
+  std::map<size_t, Kept> kept; ///< by input
+};
 
 /// The ranks of the module's outputs, for MemRefArgs::addResults.
 std::vector<size_t> outputRanks(const qfm::Manifest &manifest);
@@ -236,8 +262,19 @@ public:
   const Module &loadedModule() const { return *module; }
 
   /// Runs the entry on `inputs` (by name; dtype and shape must match the
-  /// manifest) and fills `outputs` with every output of the entry.
+  /// manifest) and fills `outputs` with every output of the entry that is
+  /// not carried.
   bool run(const TensorMap &inputs, TensorMap &outputs, std::string &err);
+
+  /// From the next call on, output `output` stays with the backend (in device
+  /// memory on CUDA, with no copy on the CPU) and becomes input `input` of the
+  /// call after it: a KV cache's present -> past. `run` then leaves that output
+  /// out, and takes that input only when given (an empty past, to start over),
+  /// which replaces what was kept. Same dtype and rank, else false with `err`.
+  bool carry(const std::string &output, const std::string &input,
+             std::string &err);
+  /// The shape of what is kept for input `input`; empty if nothing is.
+  std::vector<int64_t> carriedShape(const std::string &input) const;
 
 private:
   Session() = default;
@@ -245,6 +282,7 @@ private:
   const qfm::TargetInfo *chosenTarget = nullptr;
   DeviceKind kind = DeviceKind::CPU;
   std::unique_ptr<Backend> backend;
+  std::vector<int> carries; ///< per output: the input it feeds, or -1
 };
 
 } // namespace rt
