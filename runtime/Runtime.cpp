@@ -429,10 +429,13 @@ bool Backend::collectResults(
   outputs.resize(outs.size());
   std::vector<void *> toRelease;
   std::map<size_t, Kept> keep;
+  std::vector<MemRefArgs::Returned> returned;
+  for (size_t k = 0; k < outs.size(); ++k)
+    returned.push_back(args.result(k, qfm::dtypeSize(outs[k]->dtype)));
   bool ok = true;
   for (size_t k = 0; k < outs.size(); ++k) {
     const ArgInfo &a = *outs[k];
-    MemRefArgs::Returned r = args.result(k, qfm::dtypeSize(a.dtype));
+    const MemRefArgs::Returned &r = returned[k];
     if (ok && !r.contiguous) {
       err = "output '" + a.name + "' was returned with a strided layout";
       ok = false;
@@ -451,9 +454,7 @@ bool Backend::collectResults(
       // copy would be needed, which the caller did not ask for).
       bool shared = false;
       for (size_t j = 0; j < outs.size(); ++j)
-        shared |= j != k &&
-                  args.result(j, qfm::dtypeSize(outs[j]->dtype)).allocated ==
-                      r.allocated;
+        shared |= j != k && returned[j].allocated == r.allocated;
       if (!r.allocated || shared) {
         err = "output '" + a.name +
               "' cannot be carried: the entry did not return it in a buffer "
@@ -970,19 +971,21 @@ bool Session::run(const TensorMap &inputs, TensorMap &outputs,
   return true;
 }
 
+/// The position of the argument named `name` in `list`, or -1.
+static int indexOf(const std::vector<const ArgInfo *> &list,
+                   const std::string &name) {
+  for (size_t i = 0; i < list.size(); ++i)
+    if (list[i]->name == name)
+      return int(i);
+  return -1;
+}
+
 bool Session::carry(const std::string &output, const std::string &input,
                     std::string &err) {
   const qfm::Manifest &m = module->manifest();
   std::vector<const ArgInfo *> outs = m.argsWithRole(ArgRole::Output);
   std::vector<const ArgInfo *> ins = m.argsWithRole(ArgRole::Input);
-  auto find = [](const std::vector<const ArgInfo *> &list,
-                 const std::string &name) {
-    for (size_t i = 0; i < list.size(); ++i)
-      if (list[i]->name == name)
-        return int(i);
-    return -1;
-  };
-  int k = find(outs, output), i = find(ins, input);
+  int k = indexOf(outs, output), i = indexOf(ins, input);
   if (k < 0 || i < 0) {
     err = k < 0 ? "no output '" + output + "' to carry"
                 : "no input '" + input + "' to carry '" + output + "' into";
@@ -1003,14 +1006,10 @@ bool Session::carry(const std::string &output, const std::string &input,
 }
 
 std::vector<int64_t> Session::carriedShape(const std::string &input) const {
-  std::vector<const ArgInfo *> ins =
-      module->manifest().argsWithRole(ArgRole::Input);
-  for (size_t i = 0; i < ins.size(); ++i)
-    if (ins[i]->name == input) {
-      const std::vector<int64_t> *shape = backend->carriedShape(i);
-      return shape ? *shape : std::vector<int64_t>();
-    }
-  return {};
+  int i = indexOf(module->manifest().argsWithRole(ArgRole::Input), input);
+  const std::vector<int64_t> *shape =
+      i < 0 ? nullptr : backend->carriedShape(size_t(i));
+  return shape ? *shape : std::vector<int64_t>();
 }
 
 //===----------------------------------------------------------------------===//
