@@ -8,8 +8,10 @@
 #include "passes/Passes.h"
 
 #include "qforge/Codegen/FusedMatmulKernel.h"
+#include "qforge/Codegen/WarpGemvKernel.h"
 
 #include "mlir/IR/SymbolTable.h"
+#include "llvm/Support/FormatVariadic.h"
 
 namespace qforge {
 #define GEN_PASS_DEF_LOWERFUSEDMATMULTOGPUPASS
@@ -21,6 +23,8 @@ using namespace qforge;
 
 namespace {
 constexpr int64_t kThreadsPerBlock = 128;
+// Warp GEMV: 8 warps per block, one output channel each.
+constexpr int64_t kGemvWarps = 8;
 
 struct LowerFusedMatmulToGPUPass
     : public qforge::impl::LowerFusedMatmulToGPUPassBase<
@@ -54,7 +58,6 @@ struct LowerFusedMatmulToGPUPass
   /// Generates the kernel of `op` and replaces `op` with its launch.
   LogicalResult lowerOne(OpBuilder &b, qf::FusedMatmulOp op,
                          gpu::GPUModuleOp kernels, SymbolTable &symbols) {
-    Location loc = op.getLoc();
     codegen::FusedMatmulBuffers buf = codegen::getFlattenedBuffers(b, op);
     SmallVector<Value> args = buf.all();
     for (Value v : args) {
@@ -63,14 +66,55 @@ struct LowerFusedMatmulToGPUPass
         return op.emitOpError("GPU lowering needs contiguous buffers");
     }
 
-    // The kernel: one thread per output element; x indexes output channels, y
+    if (codegen::canUseWarpGemv(buf))
+      emitWarpGemv(b, op, buf, args, kernels, symbols);
+    else
+      emitPerElement(b, op, buf, args, kernels, symbols);
+    op.erase();
+    return success();
+  }
+
+  static gpu::GPUFuncOp createKernel(OpBuilder &kb, Location loc,
+                                     StringRef name, ValueRange args,
+                                     TypeRange workgroup,
+                                     SymbolTable &symbols) {
+    auto fnType = kb.getFunctionType(args.getTypes(), {});
+    auto fn = gpu::GPUFuncOp::create(kb, loc, name, fnType, workgroup);
+    fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), kb.getUnitAttr());
+    symbols.insert(fn);
+    return fn;
+  }
+
+  /// Launches `fn` before `op`: grid x covers the output channels,
+  /// `channelsPerBlock` per block; grid y is the rows of x.
+  static void launch(OpBuilder &b, qf::FusedMatmulOp op, gpu::GPUFuncOp fn,
+                     const codegen::FusedMatmulBuffers &buf,
+                     int64_t channelsPerBlock, int64_t threads,
+                     ArrayRef<Value> args) {
+    Location loc = op.getLoc();
+    b.setInsertionPoint(op);
+    auto c = [&](int64_t v) {
+      return arith::ConstantIndexOp::create(b, loc, v);
+    };
+    int64_t gridX = (buf.rows + channelsPerBlock - 1) / channelsPerBlock;
+    Value rowsM = memref::DimOp::create(b, loc, buf.x, 0);
+    gpu::LaunchFuncOp::create(b, loc, fn,
+                              gpu::KernelDim3{c(gridX), rowsM, c(1)},
+                              gpu::KernelDim3{c(threads), c(1), c(1)},
+                              /*dynamicSharedMemorySize=*/Value(), args);
+  }
+
+  /// The generic kernel (every scheme): one thread per output element.
+  void emitPerElement(OpBuilder &b, qf::FusedMatmulOp op,
+                      const codegen::FusedMatmulBuffers &buf,
+                      ArrayRef<Value> args, gpu::GPUModuleOp kernels,
+                      SymbolTable &symbols) {
+    Location loc = op.getLoc();
+    // One thread per output element; x indexes output channels, y
     // rows.
     OpBuilder kb(kernels.getBodyRegion());
     kb.setInsertionPointToEnd(kernels.getBody());
-    auto fnType = kb.getFunctionType(ValueRange(args).getTypes(), {});
-    auto fn = gpu::GPUFuncOp::create(kb, loc, "fused_matmul", fnType);
-    fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), kb.getUnitAttr());
-    symbols.insert(fn);
+    auto fn = createKernel(kb, loc, "fused_matmul", args, {}, symbols);
     Block &body = fn.getBody().front();
     kb.setInsertionPointToStart(&body);
     codegen::FusedMatmulBuffers kbuf = buf.rebind(body.getArguments());
@@ -91,19 +135,81 @@ struct LowerFusedMatmulToGPUPass
     }
     gpu::ReturnOp::create(kb, loc);
 
-    // The launch.
-    b.setInsertionPoint(op);
-    auto c = [&](int64_t v) {
-      return arith::ConstantIndexOp::create(b, loc, v);
+    launch(b, op, fn, buf, kThreadsPerBlock, kThreadsPerBlock, args);
+  }
+
+  /// The warp GEMV (2, 4, 8 bits): a block of 8 warps stages x[m] in shared
+  /// memory as f16, then each warp computes one output channel.
+  void emitWarpGemv(OpBuilder &b, qf::FusedMatmulOp op,
+                    const codegen::FusedMatmulBuffers &buf,
+                    ArrayRef<Value> args, gpu::GPUModuleOp kernels,
+                    SymbolTable &symbols) {
+    Location loc = op.getLoc();
+    MLIRContext *ctx = b.getContext();
+    OpBuilder kb(kernels.getBodyRegion());
+    kb.setInsertionPointToEnd(kernels.getBody());
+    auto shared = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+    MemRefType xsType = codegen::stagedXType(buf, shared);
+    auto fn = createKernel(kb, loc, "fused_gemv", args, {xsType}, symbols);
+    Block &body = fn.getBody().front();
+    kb.setInsertionPointToStart(&body);
+    codegen::FusedMatmulBuffers kbuf =
+        buf.rebind(body.getArguments().take_front(args.size()));
+    Value xs = fn.getWorkgroupAttributions().front();
+    auto kc = [&](int64_t v) {
+      return arith::ConstantIndexOp::create(kb, loc, v);
     };
-    int64_t gridX = (buf.rows + kThreadsPerBlock - 1) / kThreadsPerBlock;
-    Value rowsM = memref::DimOp::create(b, loc, buf.x, 0);
-    gpu::LaunchFuncOp::create(b, loc, fn,
-                              gpu::KernelDim3{c(gridX), rowsM, c(1)},
-                              gpu::KernelDim3{c(kThreadsPerBlock), c(1), c(1)},
-                              /*dynamicSharedMemorySize=*/Value(), args);
-    op.erase();
-    return success();
+    int64_t threads = kGemvWarps * codegen::kWarpLanes;
+    Value tid = gpu::ThreadIdOp::create(kb, loc, gpu::Dimension::x);
+    Value m = gpu::BlockIdOp::create(kb, loc, gpu::Dimension::y);
+    codegen::emitStageX(kb, loc, kbuf, m, xs, tid, kc(threads));
+    gpu::BarrierOp::create(kb, loc);
+    Value warp = arith::DivUIOp::create(kb, loc, tid, kc(codegen::kWarpLanes));
+    Value lane = arith::RemUIOp::create(kb, loc, tid, kc(codegen::kWarpLanes));
+    Value bid = gpu::BlockIdOp::create(kb, loc, gpu::Dimension::x);
+    Value n = arith::AddIOp::create(
+        kb, loc, arith::MulIOp::create(kb, loc, bid, kc(kGemvWarps)), warp);
+    // The condition is the same for all lanes of a warp, so the shuffles
+    // below always run with the whole warp.
+    Value inRange = arith::CmpIOp::create(kb, loc, arith::CmpIPredicate::ult, n,
+                                          kc(buf.rows));
+    auto guard = scf::IfOp::create(kb, loc, inRange, /*withElseRegion=*/false);
+    {
+      OpBuilder::InsertionGuard g(kb);
+      kb.setInsertionPointToStart(guard.thenBlock());
+      codegen::WarpGemvTarget target;
+      target.codeAlignment = 16;
+      target.maskOr = [](OpBuilder &ab, Location al, Value word,
+                         uint32_t mask) -> Value {
+        // 0xEA: (a & b) | c.
+        std::string lop3 =
+            llvm::formatv("lop3.b32 $0, $1, {0:x8}, 0x64006400, 0xEA;", mask);
+        return LLVM::InlineAsmOp::create(
+                   ab, al, ab.getI32Type(), ValueRange{word}, lop3, "=r,r",
+                   /*has_side_effects=*/false, /*is_align_stack=*/false,
+                   LLVM::tailcallkind::TailCallKind::None,
+                   LLVM::AsmDialectAttr::get(ab.getContext(),
+                                             LLVM::AsmDialect::AD_ATT),
+                   ArrayAttr())
+            .getResult(0);
+      };
+      Value part = codegen::emitLanePartial(kb, loc, kbuf, target, xs, n, lane);
+      Value total = codegen::emitButterfly(
+          kb, loc, part, [&](Value v, int32_t offset) -> Value {
+            return gpu::ShuffleOp::create(kb, loc, v, offset,
+                                          int32_t(codegen::kWarpLanes),
+                                          gpu::ShuffleMode::XOR)
+                .getShuffleResult();
+          });
+      Value first =
+          arith::CmpIOp::create(kb, loc, arith::CmpIPredicate::eq, lane, kc(0));
+      auto store = scf::IfOp::create(kb, loc, first, /*withElseRegion=*/false);
+      kb.setInsertionPointToStart(store.thenBlock());
+      codegen::emitStoreOutput(kb, loc, kbuf, m, n, total);
+    }
+    gpu::ReturnOp::create(kb, loc);
+
+    launch(b, op, fn, buf, kGemvWarps, threads, args);
   }
 };
 } // namespace

@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -58,6 +59,12 @@ struct LoweringOptions : public mlir::PassPipelineOptions<LoweringOptions> {
       *this, "int8-activations",
       llvm::cl::desc("cpu: GEMV with int8 activations and vpdpbusd (AVX-512 "
                      "VNNI)"),
+      llvm::cl::init(false)};
+  Option<bool> emulateWarpGemv{
+      *this, "emulate-warp-gemv",
+      llvm::cl::desc("cpu: compute the fused matmuls the CUDA warp GEMV takes "
+                     "with its arithmetic (f16 activations and products), to "
+                     "test its numerics without a GPU"),
       llvm::cl::init(false)};
 };
 

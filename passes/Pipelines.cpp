@@ -93,6 +93,8 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
     return;
   }
 
+  if (options.emulateWarpGemv)
+    pm.addNestedPass<func::FuncOp>(createEmulateWarpGemvPass());
   LowerFusedMatmulToLoopsPassOptions kernels;
   kernels.vectorWidth = options.vectorWidth;
   kernels.int8Activations = options.int8Activations;

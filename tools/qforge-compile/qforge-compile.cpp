@@ -57,6 +57,11 @@ static cl::opt<int64_t> gemvMaxRows(
     cl::desc("CPU: calls with at most this many activation rows take the "
              "GEMV (decode) kernel, more rows the GEMM kernel"),
     cl::init(4), cl::cat(category));
+static cl::opt<bool> emulateCudaGemv(
+    "emulate-cuda-gemv",
+    cl::desc("Testing: the CPU code computes the 4-bit matmuls with the CUDA "
+             "warp GEMV's arithmetic (f16 activations and products)"),
+    cl::cat(category));
 static cl::list<std::string> shapes("shape",
                                     cl::desc("Static input shape, name=1x256"),
                                     cl::value_desc("name=DxD"),
@@ -196,6 +201,7 @@ int main(int argc, char **argv) {
   if (gemvMaxRows < 0)
     return fail("--gemv-max-rows must be 0 or more");
   options.gemvMaxRows = gemvMaxRows;
+  options.emulateCudaGemv = emulateCudaGemv;
   options.printIRAfterAll = printIR;
   options.dumpIRDir = dumpIR;
   options.emitPTXDir = emitPTX;

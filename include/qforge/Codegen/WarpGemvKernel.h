@@ -1,0 +1,83 @@
+//===- WarpGemvKernel.h - Warp-per-row dequant GEMV for GPUs -----*- C++
+//-*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+//
+// The CUDA target's kernel for 2-, 4- and 8-bit affine fused matmuls: one warp
+// per output channel, each lane reading 128 bits of packed codes per step,
+// decoding them to f16 pairs with the 0x6400 exponent trick, multiplying them
+// with x (staged once per block in shared memory as f16, in pair order) in
+// f16x2, widening each word's sums to f32 and reducing the lanes with a
+// butterfly. The per-lane arithmetic is emitted by one generator for both the
+// GPU kernel and a CPU emulation of it (`qf-emulate-warp-gemv`), so the
+// kernel's numerics are tested on machines without a GPU.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QFORGE_CODEGEN_WARPGEMVKERNEL_H
+#define QFORGE_CODEGEN_WARPGEMVKERNEL_H
+
+#include "qforge/Codegen/FusedMatmulKernel.h"
+
+#include <functional>
+
+namespace qforge::codegen {
+
+/// Lanes of a warp, and the words of codes one lane loads per step (128 bits).
+constexpr int64_t kWarpLanes = 32;
+constexpr int64_t kWarpGemvWordsPerLane = 4;
+
+/// Codes in one lane's step: 64, 32 or 16 at 2, 4 or 8 bits.
+int64_t warpGemvCodesPerLane(unsigned bits);
+
+/// Whether the warp GEMV computes this fused matmul: an affine 2-, 4- or 8-bit
+/// scheme without outliers, f32 activations and output, K a multiple of a
+/// lane's step no larger than 16384 (x fits in 32 KiB of shared memory), groups
+/// of a multiple of a lane's step (or one per row or tensor).
+bool canUseWarpGemv(const FusedMatmulBuffers &buf);
+
+/// What differs between the GPU kernel and its CPU emulation.
+struct WarpGemvTarget {
+  /// `(word & mask) | 0x64006400` as one instruction (lop3 on the GPU).
+  std::function<mlir::Value(mlir::OpBuilder &, mlir::Location, mlir::Value,
+                            uint32_t mask)>
+      maskOr;
+  /// Alignment of the 128-bit code loads (0: none asserted).
+  int64_t codeAlignment = 0;
+};
+
+/// The f16 buffer x is staged into: [K] in the workspace's memory space.
+mlir::MemRefType stagedXType(const FusedMatmulBuffers &buf,
+                             mlir::Attribute memorySpace);
+
+/// Stores x[m, :] as f16 into `xs` in pair order: within each word's W codes
+/// the order 0, W/2, 1, W/2+1, ..., the pairs the decode produces (for 4 bits
+/// 0,4,1,5,2,6,3,7). Thread `t` of
+/// `count` stores columns t, t + count, ...
+void emitStageX(mlir::OpBuilder &b, mlir::Location loc,
+                const FusedMatmulBuffers &buf, mlir::Value m, mlir::Value xs,
+                mlir::Value t, mlir::Value count);
+
+/// Lane `lane`'s f32 part of out[m, n] (dense codes only; bias not added).
+mlir::Value emitLanePartial(mlir::OpBuilder &b, mlir::Location loc,
+                            const FusedMatmulBuffers &buf,
+                            const WarpGemvTarget &target, mlir::Value xs,
+                            mlir::Value n, mlir::Value lane);
+
+/// The butterfly over lane values: at each of the 5 steps (offsets 16 .. 1)
+/// a lane adds the value of lane ^ offset to its own, `v + exchange(v, o)`.
+/// Returns the value every lane holds at the end.
+mlir::Value
+emitButterfly(mlir::OpBuilder &b, mlir::Location loc, mlir::Value v,
+              const std::function<mlir::Value(mlir::Value, int32_t)> &exchange);
+
+/// out[m, n] = total (+ bias[n]).
+void emitStoreOutput(mlir::OpBuilder &b, mlir::Location loc,
+                     const FusedMatmulBuffers &buf, mlir::Value m,
+                     mlir::Value n, mlir::Value total);
+
+} // namespace qforge::codegen
+
+#endif // QFORGE_CODEGEN_WARPGEMVKERNEL_H

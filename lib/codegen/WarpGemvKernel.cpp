@@ -1,0 +1,196 @@
+//===- WarpGemvKernel.cpp - Warp-per-row dequant GEMV for GPUs ---*- C++
+//-*-===//
+//
+// Part of qforge.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qforge/Codegen/WarpGemvKernel.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+
+namespace qforge::codegen {
+
+namespace {
+constexpr int64_t kMaxStagedCols = 16384;
+
+Value idx(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIndexOp::create(b, loc, v);
+}
+Value i32(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v);
+}
+Value f32(OpBuilder &b, Location loc, double v) {
+  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
+}
+/// Loads a float and widens it to f32.
+Value loadF32(OpBuilder &b, Location loc, Value mem, ValueRange ix) {
+  Value v = memref::LoadOp::create(b, loc, mem, ix);
+  if (v.getType().isF32())
+    return v;
+  return arith::ExtFOp::create(b, loc, b.getF32Type(), v);
+}
+} // namespace
+
+int64_t warpGemvCodesPerLane(unsigned bits) {
+  return kWarpGemvWordsPerLane * 32 / bits;
+}
+
+bool canUseWarpGemv(const FusedMatmulBuffers &buf) {
+  qf::SchemeAttr s = buf.scheme;
+  unsigned bits = s.getBits();
+  if (!s.isAffine() || (bits != 2 && bits != 4 && bits != 8) || buf.rowPtr ||
+      buf.lut)
+    return false;
+  auto isF32 = [](Value v) {
+    return cast<MemRefType>(v.getType()).getElementType().isF32();
+  };
+  if (!isF32(buf.x) || !isF32(buf.out))
+    return false;
+  int64_t K = buf.cols, perLane = warpGemvCodesPerLane(bits);
+  if (K % perLane != 0 || K > kMaxStagedCols)
+    return false;
+  int64_t groupSize = s.getGroupSize();
+  return groupSize <= 0 || groupSize % perLane == 0;
+}
+
+MemRefType stagedXType(const FusedMatmulBuffers &buf, Attribute memorySpace) {
+  Builder b(buf.x.getContext());
+  return MemRefType::get({buf.cols}, b.getF16Type(),
+                         MemRefLayoutAttrInterface(), memorySpace);
+}
+
+void emitStageX(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
+                Value m, Value xs, Value t, Value count) {
+  int64_t perWord = 32 / buf.scheme.getBits(), pairs = perWord / 2;
+  scf::ForOp::create(
+      b, loc, t, idx(b, loc, buf.cols), count, ValueRange{},
+      [&](OpBuilder &sb, Location sl, Value k, ValueRange) {
+        // Code c of a word of W codes is in pair c mod W/2, half c / (W/2):
+        // column k goes to (k & ~(W-1)) | (k & (W/2-1)) << 1 | (k / (W/2)) & 1.
+        Value base =
+            arith::AndIOp::create(sb, sl, k, idx(sb, sl, ~(perWord - 1)));
+        Value low = arith::AndIOp::create(sb, sl, k, idx(sb, sl, pairs - 1));
+        low = arith::ShLIOp::create(sb, sl, low, idx(sb, sl, 1));
+        Value half = arith::DivUIOp::create(sb, sl, k, idx(sb, sl, pairs));
+        half = arith::AndIOp::create(sb, sl, half, idx(sb, sl, 1));
+        Value pos = arith::OrIOp::create(sb, sl, base, low);
+        pos = arith::OrIOp::create(sb, sl, pos, half);
+        Value v = memref::LoadOp::create(sb, sl, buf.x, ValueRange{m, k});
+        Value h = arith::TruncFOp::create(sb, sl, sb.getF16Type(), v);
+        memref::StoreOp::create(sb, sl, h, xs, ValueRange{pos});
+        scf::YieldOp::create(sb, sl);
+      });
+}
+
+Value emitLanePartial(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
+                      const WarpGemvTarget &target, Value xs, Value n,
+                      Value lane) {
+  qf::SchemeAttr s = buf.scheme;
+  int64_t K = buf.cols;
+  unsigned bits = s.getBits();
+  int64_t groupSize = s.getGroupSize() > 0 ? s.getGroupSize() : K;
+  int64_t perLane = warpGemvCodesPerLane(bits), perWord = 32 / bits;
+  int64_t pairs = perWord / 2;
+  // The codes of a pair: bits [bits*j, bits*(j+1)) of each 16-bit half.
+  uint32_t pairMask = ((1u << bits) - 1) * 0x10001u;
+  Value scaleRow = s.isPerTensor() ? idx(b, loc, 0) : n;
+  Type f16 = b.getF16Type();
+  auto pairType = VectorType::get({2}, f16);
+  auto wordsType = VectorType::get({kWarpGemvWordsPerLane}, b.getI32Type());
+  auto xType = VectorType::get({perWord}, f16);
+  llvm::MaybeAlign align;
+  if (target.codeAlignment)
+    align = llvm::Align(target.codeAlignment);
+
+  auto loop = scf::ForOp::create(
+      b, loc, lane, idx(b, loc, K / perLane), idx(b, loc, kWarpLanes),
+      ValueRange{f32(b, loc, 0.0)},
+      [&](OpBuilder &cb, Location cl, Value c, ValueRange iter) {
+        Value w0 = arith::MulIOp::create(cb, cl, c,
+                                         idx(cb, cl, kWarpGemvWordsPerLane));
+        Value words = vector::LoadOp::create(cb, cl, wordsType, buf.codes,
+                                             ValueRange{n, w0},
+                                             /*nontemporal=*/false, align);
+        Value k0 = arith::MulIOp::create(cb, cl, c, idx(cb, cl, perLane));
+        Value g = arith::DivUIOp::create(cb, cl, k0, idx(cb, cl, groupSize));
+        Value scale = loadF32(cb, cl, buf.scales, {scaleRow, g});
+        // 1024 + zero as f16 (exact): the decoded pair is 1024 + code, so one
+        // subtraction gives code - zero exactly.
+        Value offset;
+        if (s.hasZeroPoints()) {
+          Value z = memref::LoadOp::create(cb, cl, buf.zeroPoints,
+                                           ValueRange{scaleRow, g});
+          z = arith::ExtUIOp::create(cb, cl, cb.getI32Type(), z);
+          z = arith::AddIOp::create(cb, cl, z, i32(cb, cl, 1024));
+          offset = arith::UIToFPOp::create(cb, cl, f16, z);
+          offset = vector::BroadcastOp::create(cb, cl, pairType, offset);
+        } else {
+          offset = arith::ConstantOp::create(
+              cb, cl,
+              DenseElementsAttr::get(
+                  pairType,
+                  cb.getF16FloatAttr(1024.0 + (1 << (bits - 1))).getValue()));
+        }
+        Value chunk = f32(cb, cl, 0.0);
+        for (int64_t w = 0; w < kWarpGemvWordsPerLane; ++w) {
+          Value word = vector::ExtractOp::create(cb, cl, words, w);
+          Value xpos =
+              arith::AddIOp::create(cb, cl, k0, idx(cb, cl, perWord * w));
+          Value xv =
+              vector::LoadOp::create(cb, cl, xType, xs, ValueRange{xpos});
+          // Pair j holds codes j and j + pairs (bits at bits*j and 16 +
+          // bits*j).
+          Value sum;
+          for (int64_t j = 0; j < pairs; ++j) {
+            Value shifted = j ? Value(arith::ShRUIOp::create(
+                                    cb, cl, word, i32(cb, cl, bits * j)))
+                              : word;
+            Value pairBits = target.maskOr(cb, cl, shifted, pairMask);
+            Value asVec = vector::BroadcastOp::create(
+                cb, cl, VectorType::get({1}, cb.getI32Type()), pairBits);
+            Value pair = vector::BitCastOp::create(cb, cl, pairType, asVec);
+            Value q = arith::SubFOp::create(cb, cl, pair, offset);
+            Value xp = vector::ShuffleOp::create(
+                cb, cl, xv, xv, ArrayRef<int64_t>{2 * j, 2 * j + 1});
+            sum = j ? Value(LLVM::FMAOp::create(cb, cl, q, xp, sum))
+                    : Value(arith::MulFOp::create(cb, cl, q, xp));
+          }
+          Value wide = arith::ExtFOp::create(
+              cb, cl, VectorType::get({2}, cb.getF32Type()), sum);
+          Value lo = vector::ExtractOp::create(cb, cl, wide, 0);
+          Value hi = vector::ExtractOp::create(cb, cl, wide, 1);
+          Value both = arith::AddFOp::create(cb, cl, lo, hi);
+          chunk = arith::AddFOp::create(cb, cl, chunk, both);
+        }
+        Value scaled = arith::MulFOp::create(cb, cl, scale, chunk);
+        Value acc = arith::AddFOp::create(cb, cl, iter[0], scaled);
+        scf::YieldOp::create(cb, cl, acc);
+      });
+  return loop.getResult(0);
+}
+
+Value emitButterfly(OpBuilder &b, Location loc, Value v,
+                    const std::function<Value(Value, int32_t)> &exchange) {
+  for (int32_t offset = kWarpLanes / 2; offset > 0; offset /= 2) {
+    Value other = exchange(v, offset);
+    v = arith::AddFOp::create(b, loc, v, other);
+  }
+  return v;
+}
+
+void emitStoreOutput(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
+                     Value m, Value n, Value total) {
+  if (buf.bias)
+    total = arith::AddFOp::create(b, loc, total,
+                                  loadF32(b, loc, buf.bias, ValueRange{n}));
+  memref::StoreOp::create(b, loc, total, buf.out, ValueRange{m, n});
+}
+
+} // namespace qforge::codegen
