@@ -50,58 +50,82 @@ struct EmulateWarpGemvPass
       return arith::ConstantIndexOp::create(cb, loc, v);
     };
     int64_t lanes = codegen::kWarpLanes;
-    Value rowsM = memref::DimOp::create(b, loc, buf.x, 0);
-    scf::ParallelOp::create(
-        b, loc, ValueRange{c(b, 0)}, ValueRange{rowsM}, ValueRange{c(b, 1)},
-        [&](OpBuilder &pb, Location, ValueRange iv) {
-          Value m = iv[0];
-          Value xs = memref::AllocOp::create(
-              pb, loc, codegen::stagedXType(buf, Attribute()));
-          auto partsType = MemRefType::get({lanes}, pb.getF32Type());
-          Value parts = memref::AllocOp::create(pb, loc, partsType);
-          // One "thread" stages all of x.
-          codegen::emitStageX(pb, loc, buf, m, xs, c(pb, 0), c(pb, 1));
-          codegen::WarpGemvTarget target;
-          target.maskOr = [](OpBuilder &ab, Location al, Value word,
-                             uint32_t mask) -> Value {
-            auto i32 = [&](int64_t v) {
-              return arith::ConstantIntOp::create(ab, al, ab.getI32Type(), v);
-            };
-            Value masked = arith::AndIOp::create(ab, al, word, i32(mask));
-            return arith::OrIOp::create(ab, al, masked, i32(0x64006400));
-          };
-          scf::ForOp::create(
-              pb, loc, c(pb, 0), c(pb, buf.rows), c(pb, 1), ValueRange{},
-              [&](OpBuilder &nb, Location, Value n, ValueRange) {
+    codegen::WarpGemvTarget target;
+    target.maskOr = [](OpBuilder &ab, Location al, Value word,
+                       uint32_t mask) -> Value {
+      auto i32 = [&](int64_t v) {
+        return arith::ConstantIntOp::create(ab, al, ab.getI32Type(), v);
+      };
+      Value masked = arith::AndIOp::create(ab, al, word, i32(mask));
+      return arith::OrIOp::create(ab, al, masked, i32(0x64006400));
+    };
+    // The kernel's blocks (tiles of rows) in parallel; its warps (output
+    // channels) and lanes in turn.
+    codegen::emitForTileRows(
+        b, loc, buf, codegen::warpGemvTileRows(buf),
+        [&](OpBuilder &tb, int64_t rows) {
+          Value rowsM = memref::DimOp::create(tb, loc, buf.x, 0);
+          Value tiles = arith::CeilDivUIOp::create(tb, loc, rowsM, c(tb, rows));
+          scf::ParallelOp::create(
+              tb, loc, ValueRange{c(tb, 0)}, ValueRange{tiles},
+              ValueRange{c(tb, 1)},
+              [&](OpBuilder &pb, Location, ValueRange iv) {
+                Value m0 = arith::MulIOp::create(pb, loc, iv[0], c(pb, rows));
+                Value xs = memref::AllocOp::create(
+                    pb, loc, codegen::stagedXType(buf, rows, Attribute()));
+                auto partsType =
+                    MemRefType::get({rows, lanes}, pb.getF32Type());
+                Value parts = memref::AllocOp::create(pb, loc, partsType);
+                // One "thread" stages the tile.
+                codegen::emitStageX(pb, loc, buf, m0, rows, xs, c(pb, 0),
+                                    c(pb, 1));
                 scf::ForOp::create(
-                    nb, loc, c(nb, 0), c(nb, lanes), c(nb, 1), ValueRange{},
-                    [&](OpBuilder &lb, Location, Value lane, ValueRange) {
-                      Value part = codegen::emitLanePartial(
-                          lb, loc, buf, target, xs, n, lane);
-                      memref::StoreOp::create(lb, loc, part, parts,
-                                              ValueRange{lane});
-                      scf::YieldOp::create(lb, loc);
+                    pb, loc, c(pb, 0), c(pb, buf.rows), c(pb, 1), ValueRange{},
+                    [&](OpBuilder &nb, Location, Value n, ValueRange) {
+                      emitChannel(nb, loc, buf, target, xs, parts, rows, m0, n);
+                      scf::YieldOp::create(nb, loc);
                     });
-                // Lane l of the vector is lane l of the warp; the exchange is
-                // the shuffle l -> l ^ offset.
-                Value v = vector::LoadOp::create(
-                    nb, loc, VectorType::get({lanes}, nb.getF32Type()), parts,
-                    ValueRange{c(nb, 0)});
-                Value total = codegen::emitButterfly(
-                    nb, loc, v, [&](Value x, int32_t offset) -> Value {
-                      SmallVector<int64_t> mask;
-                      for (int64_t l = 0; l < lanes; ++l)
-                        mask.push_back(l ^ offset);
-                      return vector::ShuffleOp::create(nb, loc, x, x, mask);
-                    });
-                Value first = vector::ExtractOp::create(nb, loc, total, 0);
-                codegen::emitStoreOutput(nb, loc, buf, m, n, first);
-                scf::YieldOp::create(nb, loc);
+                memref::DeallocOp::create(pb, loc, xs);
+                memref::DeallocOp::create(pb, loc, parts);
+                scf::ReduceOp::create(pb, loc);
               });
-          memref::DeallocOp::create(pb, loc, xs);
-          memref::DeallocOp::create(pb, loc, parts);
-          scf::ReduceOp::create(pb, loc);
         });
+  }
+
+  /// One warp's work: lanes 0..31 in turn, then the butterfly per row with
+  /// lane l of a vector standing for lane l of the warp.
+  static void emitChannel(OpBuilder &b, Location loc,
+                          const codegen::FusedMatmulBuffers &buf,
+                          const codegen::WarpGemvTarget &target, Value xs,
+                          Value parts, int64_t rows, Value m0, Value n) {
+    int64_t lanes = codegen::kWarpLanes;
+    auto c = [&](OpBuilder &cb, int64_t v) {
+      return arith::ConstantIndexOp::create(cb, loc, v);
+    };
+    scf::ForOp::create(b, loc, c(b, 0), c(b, lanes), c(b, 1), ValueRange{},
+                       [&](OpBuilder &lb, Location, Value lane, ValueRange) {
+                         for (auto [r, part] :
+                              llvm::enumerate(codegen::emitLanePartials(
+                                  lb, loc, buf, target, xs, rows, n, lane)))
+                           memref::StoreOp::create(lb, loc, part, parts,
+                                                   ValueRange{c(lb, r), lane});
+                         scf::YieldOp::create(lb, loc);
+                       });
+    SmallVector<Value> totals;
+    for (int64_t r = 0; r < rows; ++r) {
+      Value v = vector::LoadOp::create(b, loc,
+                                       VectorType::get({lanes}, b.getF32Type()),
+                                       parts, ValueRange{c(b, r), c(b, 0)});
+      Value total = codegen::emitButterfly(
+          b, loc, v, [&](Value x, int32_t offset) -> Value {
+            SmallVector<int64_t> mask;
+            for (int64_t l = 0; l < lanes; ++l)
+              mask.push_back(l ^ offset);
+            return vector::ShuffleOp::create(b, loc, x, x, mask);
+          });
+      totals.push_back(vector::ExtractOp::create(b, loc, total, 0));
+    }
+    codegen::emitStoreRows(b, loc, buf, m0, n, totals);
   }
 };
 } // namespace

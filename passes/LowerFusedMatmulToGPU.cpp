@@ -86,11 +86,12 @@ struct LowerFusedMatmulToGPUPass
   }
 
   /// Launches `fn` before `op`: grid x covers the output channels,
-  /// `channelsPerBlock` per block; grid y is the rows of x.
+  /// `channelsPerBlock` per block; grid y the rows of x, `rowsPerBlock` per
+  /// block.
   static void launch(OpBuilder &b, qf::FusedMatmulOp op, gpu::GPUFuncOp fn,
                      const codegen::FusedMatmulBuffers &buf,
-                     int64_t channelsPerBlock, int64_t threads,
-                     ArrayRef<Value> args) {
+                     int64_t channelsPerBlock, int64_t rowsPerBlock,
+                     int64_t threads, ArrayRef<Value> args) {
     Location loc = op.getLoc();
     b.setInsertionPoint(op);
     auto c = [&](int64_t v) {
@@ -98,6 +99,8 @@ struct LowerFusedMatmulToGPUPass
     };
     int64_t gridX = (buf.rows + channelsPerBlock - 1) / channelsPerBlock;
     Value rowsM = memref::DimOp::create(b, loc, buf.x, 0);
+    if (rowsPerBlock > 1)
+      rowsM = arith::CeilDivUIOp::create(b, loc, rowsM, c(rowsPerBlock));
     gpu::LaunchFuncOp::create(b, loc, fn,
                               gpu::KernelDim3{c(gridX), rowsM, c(1)},
                               gpu::KernelDim3{c(threads), c(1), c(1)},
@@ -135,21 +138,23 @@ struct LowerFusedMatmulToGPUPass
     }
     gpu::ReturnOp::create(kb, loc);
 
-    launch(b, op, fn, buf, kThreadsPerBlock, kThreadsPerBlock, args);
+    launch(b, op, fn, buf, kThreadsPerBlock, 1, kThreadsPerBlock, args);
   }
 
-  /// The warp GEMV (2, 4, 8 bits): a block of 8 warps stages x[m] in shared
-  /// memory as f16, then each warp computes one output channel.
+  /// The warp GEMV (2, 4, 8 bits): a block of 8 warps stages a tile of rows
+  /// of x in shared memory as f16, then each warp computes one output channel
+  /// for the rows of the tile.
   void emitWarpGemv(OpBuilder &b, qf::FusedMatmulOp op,
                     const codegen::FusedMatmulBuffers &buf,
                     ArrayRef<Value> args, gpu::GPUModuleOp kernels,
                     SymbolTable &symbols) {
     Location loc = op.getLoc();
     MLIRContext *ctx = b.getContext();
+    int64_t tileRows = codegen::warpGemvTileRows(buf);
     OpBuilder kb(kernels.getBodyRegion());
     kb.setInsertionPointToEnd(kernels.getBody());
     auto shared = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-    MemRefType xsType = codegen::stagedXType(buf, shared);
+    MemRefType xsType = codegen::stagedXType(buf, tileRows, shared);
     auto fn = createKernel(kb, loc, "fused_gemv", args, {xsType}, symbols);
     Block &body = fn.getBody().front();
     kb.setInsertionPointToStart(&body);
@@ -161,55 +166,66 @@ struct LowerFusedMatmulToGPUPass
     };
     int64_t threads = kGemvWarps * codegen::kWarpLanes;
     Value tid = gpu::ThreadIdOp::create(kb, loc, gpu::Dimension::x);
-    Value m = gpu::BlockIdOp::create(kb, loc, gpu::Dimension::y);
-    codegen::emitStageX(kb, loc, kbuf, m, xs, tid, kc(threads));
-    gpu::BarrierOp::create(kb, loc);
+    Value m0 = arith::MulIOp::create(
+        kb, loc, gpu::BlockIdOp::create(kb, loc, gpu::Dimension::y),
+        kc(tileRows));
     Value warp = arith::DivUIOp::create(kb, loc, tid, kc(codegen::kWarpLanes));
     Value lane = arith::RemUIOp::create(kb, loc, tid, kc(codegen::kWarpLanes));
     Value bid = gpu::BlockIdOp::create(kb, loc, gpu::Dimension::x);
     Value n = arith::AddIOp::create(
         kb, loc, arith::MulIOp::create(kb, loc, bid, kc(kGemvWarps)), warp);
-    // The condition is the same for all lanes of a warp, so the shuffles
-    // below always run with the whole warp.
-    Value inRange = arith::CmpIOp::create(kb, loc, arith::CmpIPredicate::ult, n,
-                                          kc(buf.rows));
-    auto guard = scf::IfOp::create(kb, loc, inRange, /*withElseRegion=*/false);
-    {
-      OpBuilder::InsertionGuard g(kb);
-      kb.setInsertionPointToStart(guard.thenBlock());
-      codegen::WarpGemvTarget target;
-      target.codeAlignment = 16;
-      target.maskOr = [](OpBuilder &ab, Location al, Value word,
-                         uint32_t mask) -> Value {
-        // 0xEA: (a & b) | c.
-        std::string lop3 =
-            llvm::formatv("lop3.b32 $0, $1, {0:x8}, 0x64006400, 0xEA;", mask);
-        return LLVM::InlineAsmOp::create(
-                   ab, al, ab.getI32Type(), ValueRange{word}, lop3, "=r,r",
-                   /*has_side_effects=*/false, /*is_align_stack=*/false,
-                   LLVM::tailcallkind::TailCallKind::None,
-                   LLVM::AsmDialectAttr::get(ab.getContext(),
-                                             LLVM::AsmDialect::AD_ATT),
-                   ArrayAttr())
-            .getResult(0);
-      };
-      Value part = codegen::emitLanePartial(kb, loc, kbuf, target, xs, n, lane);
-      Value total = codegen::emitButterfly(
-          kb, loc, part, [&](Value v, int32_t offset) -> Value {
-            return gpu::ShuffleOp::create(kb, loc, v, offset,
-                                          int32_t(codegen::kWarpLanes),
-                                          gpu::ShuffleMode::XOR)
-                .getShuffleResult();
-          });
-      Value first =
-          arith::CmpIOp::create(kb, loc, arith::CmpIPredicate::eq, lane, kc(0));
-      auto store = scf::IfOp::create(kb, loc, first, /*withElseRegion=*/false);
-      kb.setInsertionPointToStart(store.thenBlock());
-      codegen::emitStoreOutput(kb, loc, kbuf, m, n, total);
-    }
+    codegen::WarpGemvTarget target;
+    target.codeAlignment = 16;
+    target.maskOr = [](OpBuilder &ab, Location al, Value word,
+                       uint32_t mask) -> Value {
+      // 0xEA: (a & b) | c.
+      std::string lop3 =
+          llvm::formatv("lop3.b32 $0, $1, {0:x8}, 0x64006400, 0xEA;", mask);
+      return LLVM::InlineAsmOp::create(
+                 ab, al, ab.getI32Type(), ValueRange{word}, lop3, "=r,r",
+                 /*has_side_effects=*/false, /*is_align_stack=*/false,
+                 LLVM::tailcallkind::TailCallKind::None,
+                 LLVM::AsmDialectAttr::get(ab.getContext(),
+                                           LLVM::AsmDialect::AD_ATT),
+                 ArrayAttr())
+          .getResult(0);
+    };
+    // The branch on the row count is the same for the whole grid.
+    codegen::emitForTileRows(
+        kb, loc, kbuf, tileRows, [&](OpBuilder &tb, int64_t rows) {
+          codegen::emitStageX(tb, loc, kbuf, m0, rows, xs, tid,
+                              arith::ConstantIndexOp::create(tb, loc, threads));
+          gpu::BarrierOp::create(tb, loc);
+          // The condition is the same for all lanes of a warp, so the
+          // shuffles below always run with the whole warp.
+          Value inRange = arith::CmpIOp::create(
+              tb, loc, arith::CmpIPredicate::ult, n,
+              arith::ConstantIndexOp::create(tb, loc, buf.rows));
+          auto guard =
+              scf::IfOp::create(tb, loc, inRange, /*withElseRegion=*/false);
+          OpBuilder::InsertionGuard g(tb);
+          tb.setInsertionPointToStart(guard.thenBlock());
+          SmallVector<Value> totals;
+          for (Value part : codegen::emitLanePartials(tb, loc, kbuf, target, xs,
+                                                      rows, n, lane))
+            totals.push_back(codegen::emitButterfly(
+                tb, loc, part, [&](Value v, int32_t offset) -> Value {
+                  return gpu::ShuffleOp::create(tb, loc, v, offset,
+                                                int32_t(codegen::kWarpLanes),
+                                                gpu::ShuffleMode::XOR)
+                      .getShuffleResult();
+                }));
+          Value first =
+              arith::CmpIOp::create(tb, loc, arith::CmpIPredicate::eq, lane,
+                                    arith::ConstantIndexOp::create(tb, loc, 0));
+          auto store =
+              scf::IfOp::create(tb, loc, first, /*withElseRegion=*/false);
+          tb.setInsertionPointToStart(store.thenBlock());
+          codegen::emitStoreRows(tb, loc, kbuf, m0, n, totals);
+        });
     gpu::ReturnOp::create(kb, loc);
 
-    launch(b, op, fn, buf, kGemvWarps, threads, args);
+    launch(b, op, fn, buf, kGemvWarps, tileRows, threads, args);
   }
 };
 } // namespace

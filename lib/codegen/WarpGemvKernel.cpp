@@ -19,6 +19,10 @@ namespace qforge::codegen {
 
 namespace {
 constexpr int64_t kMaxStagedCols = 16384;
+// The rows of a tile share the shared-memory budget: 4 rows up to K = 4096,
+// 2 up to 8192, else 1.
+constexpr int64_t kWarpGemvMaxTileRows = 4;
+constexpr int64_t kWarpGemvStagingBytes = 32768;
 
 Value idx(OpBuilder &b, Location loc, int64_t v) {
   return arith::ConstantIndexOp::create(b, loc, v);
@@ -60,18 +64,48 @@ bool canUseWarpGemv(const FusedMatmulBuffers &buf) {
   return groupSize <= 0 || groupSize % perLane == 0;
 }
 
-MemRefType stagedXType(const FusedMatmulBuffers &buf, Attribute memorySpace) {
+MemRefType stagedXType(const FusedMatmulBuffers &buf, int64_t rows,
+                       Attribute memorySpace) {
   Builder b(buf.x.getContext());
-  return MemRefType::get({buf.cols}, b.getF16Type(),
+  return MemRefType::get({rows * buf.cols}, b.getF16Type(),
                          MemRefLayoutAttrInterface(), memorySpace);
 }
 
+int64_t warpGemvTileRows(const FusedMatmulBuffers &buf) {
+  int64_t rows = kWarpGemvMaxTileRows;
+  while (rows > 1 && rows * buf.cols * 2 > kWarpGemvStagingBytes)
+    rows /= 2;
+  return rows;
+}
+
+void emitForTileRows(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
+                     int64_t rows,
+                     const std::function<void(OpBuilder &, int64_t)> &body) {
+  int64_t staticM = cast<MemRefType>(buf.x.getType()).getDimSize(0);
+  if (rows == 1 || staticM == 1)
+    return body(b, 1);
+  Value M = memref::DimOp::create(b, loc, buf.x, 0);
+  Value single = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, M,
+                                       idx(b, loc, 1));
+  auto branch = scf::IfOp::create(b, loc, single, /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard g(b);
+  b.setInsertionPointToStart(branch.thenBlock());
+  body(b, 1);
+  b.setInsertionPointToStart(branch.elseBlock());
+  body(b, rows);
+}
+
 void emitStageX(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
-                Value m, Value xs, Value t, Value count) {
+                Value m0, int64_t rows, Value xs, Value t, Value count) {
   int64_t perWord = 32 / buf.scheme.getBits(), pairs = perWord / 2;
+  int64_t K = buf.cols;
+  Value M = memref::DimOp::create(b, loc, buf.x, 0);
   scf::ForOp::create(
-      b, loc, t, idx(b, loc, buf.cols), count, ValueRange{},
-      [&](OpBuilder &sb, Location sl, Value k, ValueRange) {
+      b, loc, t, idx(b, loc, rows * K), count, ValueRange{},
+      [&](OpBuilder &sb, Location sl, Value i, ValueRange) {
+        Value r = arith::DivUIOp::create(sb, sl, i, idx(sb, sl, K));
+        Value k = arith::RemUIOp::create(sb, sl, i, idx(sb, sl, K));
+        Value m = arith::AddIOp::create(sb, sl, m0, r);
         // Code c of a word of W codes is in pair c mod W/2, half c / (W/2):
         // column k goes to (k & ~(W-1)) | (k & (W/2-1)) << 1 | (k / (W/2)) & 1.
         Value base =
@@ -82,16 +116,31 @@ void emitStageX(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
         half = arith::AndIOp::create(sb, sl, half, idx(sb, sl, 1));
         Value pos = arith::OrIOp::create(sb, sl, base, low);
         pos = arith::OrIOp::create(sb, sl, pos, half);
-        Value v = memref::LoadOp::create(sb, sl, buf.x, ValueRange{m, k});
-        Value h = arith::TruncFOp::create(sb, sl, sb.getF16Type(), v);
+        pos = arith::AddIOp::create(sb, sl, pos,
+                                    arith::SubIOp::create(sb, sl, i, k));
+        // Rows past the end of x (the last tile) stage zeros.
+        Value inside =
+            arith::CmpIOp::create(sb, sl, arith::CmpIPredicate::ult, m, M);
+        auto read = scf::IfOp::create(
+            sb, sl, inside,
+            [&](OpBuilder &rb, Location rl) {
+              Value v = memref::LoadOp::create(rb, rl, buf.x, ValueRange{m, k});
+              scf::YieldOp::create(rb, rl, v);
+            },
+            [&](OpBuilder &rb, Location rl) {
+              scf::YieldOp::create(rb, rl, f32(rb, rl, 0.0));
+            });
+        Value h =
+            arith::TruncFOp::create(sb, sl, sb.getF16Type(), read.getResult(0));
         memref::StoreOp::create(sb, sl, h, xs, ValueRange{pos});
         scf::YieldOp::create(sb, sl);
       });
 }
 
-Value emitLanePartial(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
-                      const WarpGemvTarget &target, Value xs, Value n,
-                      Value lane) {
+SmallVector<Value> emitLanePartials(OpBuilder &b, Location loc,
+                                    const FusedMatmulBuffers &buf,
+                                    const WarpGemvTarget &target, Value xs,
+                                    int64_t rows, Value n, Value lane) {
   qf::SchemeAttr s = buf.scheme;
   int64_t K = buf.cols;
   unsigned bits = s.getBits();
@@ -111,7 +160,7 @@ Value emitLanePartial(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
 
   auto loop = scf::ForOp::create(
       b, loc, lane, idx(b, loc, K / perLane), idx(b, loc, kWarpLanes),
-      ValueRange{f32(b, loc, 0.0)},
+      SmallVector<Value>(rows, f32(b, loc, 0.0)),
       [&](OpBuilder &cb, Location cl, Value c, ValueRange iter) {
         Value w0 = arith::MulIOp::create(cb, cl, c,
                                          idx(cb, cl, kWarpGemvWordsPerLane));
@@ -138,16 +187,19 @@ Value emitLanePartial(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
                   pairType,
                   cb.getF16FloatAttr(1024.0 + (1 << (bits - 1))).getValue()));
         }
-        Value chunk = f32(cb, cl, 0.0);
+        SmallVector<Value> chunk(rows, f32(cb, cl, 0.0));
         for (int64_t w = 0; w < kWarpGemvWordsPerLane; ++w) {
           Value word = vector::ExtractOp::create(cb, cl, words, w);
           Value xpos =
               arith::AddIOp::create(cb, cl, k0, idx(cb, cl, perWord * w));
-          Value xv =
-              vector::LoadOp::create(cb, cl, xType, xs, ValueRange{xpos});
+          SmallVector<Value> xv, sum(rows);
+          for (int64_t r = 0; r < rows; ++r) {
+            Value pos = arith::AddIOp::create(cb, cl, xpos, idx(cb, cl, r * K));
+            xv.push_back(
+                vector::LoadOp::create(cb, cl, xType, xs, ValueRange{pos}));
+          }
           // Pair j holds codes j and j + pairs (bits at bits*j and 16 +
-          // bits*j).
-          Value sum;
+          // bits*j); each is decoded once for all rows of the tile.
           for (int64_t j = 0; j < pairs; ++j) {
             Value shifted = j ? Value(arith::ShRUIOp::create(
                                     cb, cl, word, i32(cb, cl, bits * j)))
@@ -157,23 +209,30 @@ Value emitLanePartial(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
                 cb, cl, VectorType::get({1}, cb.getI32Type()), pairBits);
             Value pair = vector::BitCastOp::create(cb, cl, pairType, asVec);
             Value q = arith::SubFOp::create(cb, cl, pair, offset);
-            Value xp = vector::ShuffleOp::create(
-                cb, cl, xv, xv, ArrayRef<int64_t>{2 * j, 2 * j + 1});
-            sum = j ? Value(LLVM::FMAOp::create(cb, cl, q, xp, sum))
-                    : Value(arith::MulFOp::create(cb, cl, q, xp));
+            for (int64_t r = 0; r < rows; ++r) {
+              Value xp = vector::ShuffleOp::create(
+                  cb, cl, xv[r], xv[r], ArrayRef<int64_t>{2 * j, 2 * j + 1});
+              sum[r] = j ? Value(LLVM::FMAOp::create(cb, cl, q, xp, sum[r]))
+                         : Value(arith::MulFOp::create(cb, cl, q, xp));
+            }
           }
-          Value wide = arith::ExtFOp::create(
-              cb, cl, VectorType::get({2}, cb.getF32Type()), sum);
-          Value lo = vector::ExtractOp::create(cb, cl, wide, 0);
-          Value hi = vector::ExtractOp::create(cb, cl, wide, 1);
-          Value both = arith::AddFOp::create(cb, cl, lo, hi);
-          chunk = arith::AddFOp::create(cb, cl, chunk, both);
+          for (int64_t r = 0; r < rows; ++r) {
+            Value wide = arith::ExtFOp::create(
+                cb, cl, VectorType::get({2}, cb.getF32Type()), sum[r]);
+            Value lo = vector::ExtractOp::create(cb, cl, wide, 0);
+            Value hi = vector::ExtractOp::create(cb, cl, wide, 1);
+            Value both = arith::AddFOp::create(cb, cl, lo, hi);
+            chunk[r] = arith::AddFOp::create(cb, cl, chunk[r], both);
+          }
         }
-        Value scaled = arith::MulFOp::create(cb, cl, scale, chunk);
-        Value acc = arith::AddFOp::create(cb, cl, iter[0], scaled);
+        SmallVector<Value> acc;
+        for (int64_t r = 0; r < rows; ++r) {
+          Value scaled = arith::MulFOp::create(cb, cl, scale, chunk[r]);
+          acc.push_back(arith::AddFOp::create(cb, cl, iter[r], scaled));
+        }
         scf::YieldOp::create(cb, cl, acc);
       });
-  return loop.getResult(0);
+  return SmallVector<Value>(loop.getResults());
 }
 
 Value emitButterfly(OpBuilder &b, Location loc, Value v,
@@ -185,12 +244,22 @@ Value emitButterfly(OpBuilder &b, Location loc, Value v,
   return v;
 }
 
-void emitStoreOutput(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
-                     Value m, Value n, Value total) {
+void emitStoreRows(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
+                   Value m0, Value n, ArrayRef<Value> totals) {
+  Value bias;
   if (buf.bias)
-    total = arith::AddFOp::create(b, loc, total,
-                                  loadF32(b, loc, buf.bias, ValueRange{n}));
-  memref::StoreOp::create(b, loc, total, buf.out, ValueRange{m, n});
+    bias = loadF32(b, loc, buf.bias, ValueRange{n});
+  Value M = memref::DimOp::create(b, loc, buf.x, 0);
+  for (auto [r, total] : llvm::enumerate(totals)) {
+    Value m = arith::AddIOp::create(b, loc, m0, idx(b, loc, r));
+    Value inside =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, m, M);
+    auto store = scf::IfOp::create(b, loc, inside, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(store.thenBlock());
+    Value v = bias ? Value(arith::AddFOp::create(b, loc, total, bias)) : total;
+    memref::StoreOp::create(b, loc, v, buf.out, ValueRange{m, n});
+  }
 }
 
 } // namespace qforge::codegen

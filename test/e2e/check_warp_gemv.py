@@ -3,7 +3,8 @@
 
 `qforge-compile --emulate-cuda-gemv` makes a CPU module whose fused matmuls run the
 warp GEMV's per-lane code (emitted by the same generator as the kernel) for the 32
-lanes and then its butterfly reduction. For one-layer models (RTN, dynamic batch) this
+lanes and then its butterfly reduction, with the kernel's tiles of rows of x (4 rows,
+2 at K 8192; a single row when x has one). For one-layer models (RTN, dynamic batch) this
 script compares that module's output with:
 
 1. an independent numpy model of the kernel's arithmetic, written from its
@@ -44,10 +45,12 @@ CASES = [
     (8, -1, True, 768, 10, False, "8-bit per channel"),
     (2, 64, False, 2048, 15, True, "2-bit g64 zero points"),
     (2, 128, True, 4096, 9, False, "2-bit g128 symmetric"),
+    (4, 128, False, 8192, 6, True, "4-bit g128, K 8192: tiles of 2 rows"),
 ]
 FALLBACK = [(4, 16, True, 96, 10, True, "4-bit g16: not the warp GEMV"),
             (3, 32, False, 256, 11, True, "3-bit: not the warp GEMV")]
-ROWS = [1, 3]
+# 1 row: the kernel's one-row path; 3: one tile with a missing row; 6: two tiles.
+ROWS = [1, 3, 6]
 
 f16, f32 = np.float16, np.float32
 

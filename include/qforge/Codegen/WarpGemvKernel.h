@@ -48,23 +48,36 @@ struct WarpGemvTarget {
   int64_t codeAlignment = 0;
 };
 
-/// The f16 buffer x is staged into: [K] in the workspace's memory space.
-mlir::MemRefType stagedXType(const FusedMatmulBuffers &buf,
+/// Rows of x one block computes together (each code decoded once for all of
+/// them): 4, or fewer where 4 rows of x do not fit in 32 KiB as f16.
+int64_t warpGemvTileRows(const FusedMatmulBuffers &buf);
+
+/// The f16 buffer a tile of x is staged into: [rows * K], in `memorySpace`.
+mlir::MemRefType stagedXType(const FusedMatmulBuffers &buf, int64_t rows,
                              mlir::Attribute memorySpace);
 
-/// Stores x[m, :] as f16 into `xs` in pair order: within each word's W codes
-/// the order 0, W/2, 1, W/2+1, ..., the pairs the decode produces (for 4 bits
-/// 0,4,1,5,2,6,3,7). Thread `t` of
-/// `count` stores columns t, t + count, ...
-void emitStageX(mlir::OpBuilder &b, mlir::Location loc,
-                const FusedMatmulBuffers &buf, mlir::Value m, mlir::Value xs,
-                mlir::Value t, mlir::Value count);
+/// Emits `body(rows)` for a tile of `rows`, behind a run-time test that takes
+/// a tile of 1 when x has one row (decode: no work on rows that do not exist).
+void emitForTileRows(
+    mlir::OpBuilder &b, mlir::Location loc, const FusedMatmulBuffers &buf,
+    int64_t rows,
+    const std::function<void(mlir::OpBuilder &, int64_t rows)> &body);
 
-/// Lane `lane`'s f32 part of out[m, n] (dense codes only; bias not added).
-mlir::Value emitLanePartial(mlir::OpBuilder &b, mlir::Location loc,
-                            const FusedMatmulBuffers &buf,
-                            const WarpGemvTarget &target, mlir::Value xs,
-                            mlir::Value n, mlir::Value lane);
+/// Stores rows m0 .. m0 + rows - 1 of x as f16 into `xs` ([rows * K], row r
+/// at r * K) in pair order: within each word's W codes the order 0, W/2, 1,
+/// W/2+1, ..., the pairs the decode produces (for 4 bits 0,4,1,5,2,6,3,7).
+/// Rows past the end of x stage zeros. Thread `t` of `count` stores elements
+/// t, t + count, ...
+void emitStageX(mlir::OpBuilder &b, mlir::Location loc,
+                const FusedMatmulBuffers &buf, mlir::Value m0, int64_t rows,
+                mlir::Value xs, mlir::Value t, mlir::Value count);
+
+/// Lane `lane`'s f32 parts of out[m0 + r, n] for the `rows` rows of the tile
+/// (dense codes only; bias not added).
+llvm::SmallVector<mlir::Value>
+emitLanePartials(mlir::OpBuilder &b, mlir::Location loc,
+                 const FusedMatmulBuffers &buf, const WarpGemvTarget &target,
+                 mlir::Value xs, int64_t rows, mlir::Value n, mlir::Value lane);
 
 /// The butterfly over lane values: at each of the 5 steps (offsets 16 .. 1)
 /// a lane adds the value of lane ^ offset to its own, `v + exchange(v, o)`.
@@ -73,10 +86,10 @@ mlir::Value
 emitButterfly(mlir::OpBuilder &b, mlir::Location loc, mlir::Value v,
               const std::function<mlir::Value(mlir::Value, int32_t)> &exchange);
 
-/// out[m, n] = total (+ bias[n]).
-void emitStoreOutput(mlir::OpBuilder &b, mlir::Location loc,
-                     const FusedMatmulBuffers &buf, mlir::Value m,
-                     mlir::Value n, mlir::Value total);
+/// out[m0 + r, n] = totals[r] (+ bias[n]) for the rows inside x.
+void emitStoreRows(mlir::OpBuilder &b, mlir::Location loc,
+                   const FusedMatmulBuffers &buf, mlir::Value m0, mlir::Value n,
+                   llvm::ArrayRef<mlir::Value> totals);
 
 } // namespace qforge::codegen
 
