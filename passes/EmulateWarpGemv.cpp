@@ -71,21 +71,26 @@ struct EmulateWarpGemvPass
               ValueRange{c(tb, 1)},
               [&](OpBuilder &pb, Location, ValueRange iv) {
                 Value m0 = arith::MulIOp::create(pb, loc, iv[0], c(pb, rows));
-                Value xs = memref::AllocOp::create(
-                    pb, loc, codegen::stagedXType(buf, rows, Attribute()));
+                bool stagesX = codegen::warpGemvStagesX(buf);
+                Value xs;
+                if (stagesX)
+                  xs = memref::AllocOp::create(
+                      pb, loc, codegen::stagedXType(buf, rows, Attribute()));
                 auto partsType =
                     MemRefType::get({rows, lanes}, pb.getF32Type());
                 Value parts = memref::AllocOp::create(pb, loc, partsType);
                 // One "thread" stages the tile.
-                codegen::emitStageX(pb, loc, buf, m0, rows, xs, c(pb, 0),
-                                    c(pb, 1));
+                if (stagesX)
+                  codegen::emitStageX(pb, loc, buf, m0, rows, xs, c(pb, 0),
+                                      c(pb, 1));
                 scf::ForOp::create(
                     pb, loc, c(pb, 0), c(pb, buf.rows), c(pb, 1), ValueRange{},
                     [&](OpBuilder &nb, Location, Value n, ValueRange) {
                       emitChannel(nb, loc, buf, target, xs, parts, rows, m0, n);
                       scf::YieldOp::create(nb, loc);
                     });
-                memref::DeallocOp::create(pb, loc, xs);
+                if (stagesX)
+                  memref::DeallocOp::create(pb, loc, xs);
                 memref::DeallocOp::create(pb, loc, parts);
                 scf::ReduceOp::create(pb, loc);
               });
@@ -106,7 +111,7 @@ struct EmulateWarpGemvPass
                        [&](OpBuilder &lb, Location, Value lane, ValueRange) {
                          for (auto [r, part] :
                               llvm::enumerate(codegen::emitLanePartials(
-                                  lb, loc, buf, target, xs, rows, n, lane)))
+                                  lb, loc, buf, target, xs, m0, rows, n, lane)))
                            memref::StoreOp::create(lb, loc, part, parts,
                                                    ValueRange{c(lb, r), lane});
                          scf::YieldOp::create(lb, loc);

@@ -141,9 +141,9 @@ struct LowerFusedMatmulToGPUPass
     launch(b, op, fn, buf, kThreadsPerBlock, 1, kThreadsPerBlock, args);
   }
 
-  /// The warp GEMV (2, 4, 8 bits): a block of 8 warps stages a tile of rows
-  /// of x in shared memory as f16, then each warp computes one output channel
-  /// for the rows of the tile.
+  /// The warp GEMV: a block of 8 warps takes a tile of rows of x (affine
+  /// schemes first stage it in shared memory as f16), each warp computes one
+  /// output channel for the rows of the tile.
   void emitWarpGemv(OpBuilder &b, qf::FusedMatmulOp op,
                     const codegen::FusedMatmulBuffers &buf,
                     ArrayRef<Value> args, gpu::GPUModuleOp kernels,
@@ -154,13 +154,17 @@ struct LowerFusedMatmulToGPUPass
     OpBuilder kb(kernels.getBodyRegion());
     kb.setInsertionPointToEnd(kernels.getBody());
     auto shared = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-    MemRefType xsType = codegen::stagedXType(buf, tileRows, shared);
-    auto fn = createKernel(kb, loc, "fused_gemv", args, {xsType}, symbols);
+    bool stagesX = codegen::warpGemvStagesX(buf);
+    SmallVector<Type> workgroup;
+    if (stagesX)
+      workgroup.push_back(codegen::stagedXType(buf, tileRows, shared));
+    auto fn = createKernel(kb, loc, stagesX ? "fused_gemv" : "fused_lut_gemv",
+                           args, workgroup, symbols);
     Block &body = fn.getBody().front();
     kb.setInsertionPointToStart(&body);
     codegen::FusedMatmulBuffers kbuf =
         buf.rebind(body.getArguments().take_front(args.size()));
-    Value xs = fn.getWorkgroupAttributions().front();
+    Value xs = stagesX ? Value(fn.getWorkgroupAttributions().front()) : Value();
     auto kc = [&](int64_t v) {
       return arith::ConstantIndexOp::create(kb, loc, v);
     };
@@ -193,9 +197,12 @@ struct LowerFusedMatmulToGPUPass
     // The branch on the row count is the same for the whole grid.
     codegen::emitForTileRows(
         kb, loc, kbuf, tileRows, [&](OpBuilder &tb, int64_t rows) {
-          codegen::emitStageX(tb, loc, kbuf, m0, rows, xs, tid,
-                              arith::ConstantIndexOp::create(tb, loc, threads));
-          gpu::BarrierOp::create(tb, loc);
+          if (stagesX) {
+            codegen::emitStageX(
+                tb, loc, kbuf, m0, rows, xs, tid,
+                arith::ConstantIndexOp::create(tb, loc, threads));
+            gpu::BarrierOp::create(tb, loc);
+          }
           // The condition is the same for all lanes of a warp, so the
           // shuffles below always run with the whole warp.
           Value inRange = arith::CmpIOp::create(
@@ -207,7 +214,7 @@ struct LowerFusedMatmulToGPUPass
           tb.setInsertionPointToStart(guard.thenBlock());
           SmallVector<Value> totals;
           for (Value part : codegen::emitLanePartials(tb, loc, kbuf, target, xs,
-                                                      rows, n, lane))
+                                                      m0, rows, n, lane))
             totals.push_back(codegen::emitButterfly(
                 tb, loc, part, [&](Value v, int32_t offset) -> Value {
                   return gpu::ShuffleOp::create(tb, loc, v, offset,

@@ -81,6 +81,22 @@ static Value fmaContract(OpBuilder &b, Location loc, Value a, Value c,
   return arith::AddFOp::create(b, loc, p, acc, fm);
 }
 
+Value emitUnitCode(OpBuilder &b, Location loc, ArrayRef<Value> words, int64_t j,
+                   unsigned bits) {
+  auto i32 = [&](int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v);
+  };
+  // Code j: bits [j*bits, (j+1)*bits) of the unit, possibly continuing into
+  // the next word.
+  int64_t q = j * bits / 32, r = j * bits % 32;
+  Value v =
+      r ? Value(arith::ShRUIOp::create(b, loc, words[q], i32(r))) : words[q];
+  if (r + bits > 32)
+    v = arith::OrIOp::create(
+        b, loc, v, arith::ShLIOp::create(b, loc, words[q + 1], i32(32 - r)));
+  return arith::AndIOp::create(b, loc, v, i32((1 << bits) - 1));
+}
+
 namespace {
 /// Small helper that keeps the builder and location at hand.
 struct Emitter {
@@ -212,19 +228,7 @@ void emitOutputElement(OpBuilder &b, Location loc,
                 Value kBase = arith::MulIOp::create(ub, ul, u, ue.idx(perUnit));
                 SmallVector<Value> accs(uIter.begin(), uIter.end());
                 for (int64_t j = 0; j < perUnit; ++j) {
-                  // Code j: bits [j*bits, (j+1)*bits) of the unit, possibly
-                  // continuing into the next word.
-                  int64_t q = j * bits / 32, r = j * bits % 32;
-                  Value v = r ? Value(arith::ShRUIOp::create(ub, ul, words[q],
-                                                             ue.i32(r)))
-                              : words[q];
-                  if (r + bits > 32)
-                    v = arith::OrIOp::create(
-                        ub, ul, v,
-                        arith::ShLIOp::create(ub, ul, words[q + 1],
-                                              ue.i32(32 - r)));
-                  Value code =
-                      arith::AndIOp::create(ub, ul, v, ue.i32((1 << bits) - 1));
+                  Value code = emitUnitCode(ub, ul, words, j, bits);
                   Value k = arith::AddIOp::create(ub, ul, kBase, ue.idx(j));
                   Value &acc = accs[j % numAcc];
                   // One statement per op: the IR order must not depend on the

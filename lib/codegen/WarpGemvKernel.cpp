@@ -42,15 +42,26 @@ Value loadF32(OpBuilder &b, Location loc, Value mem, ValueRange ix) {
 }
 } // namespace
 
+/// Words a lane loads per step: 128 bits, or a unit of 3 words (32 codes)
+/// at 3 bits.
+static int64_t stepWords(unsigned bits) {
+  return bits == 3 ? 3 : kWarpGemvWordsPerLane;
+}
+
 int64_t warpGemvCodesPerLane(unsigned bits) {
-  return kWarpGemvWordsPerLane * 32 / bits;
+  return stepWords(bits) * 32 / bits;
+}
+
+bool warpGemvStagesX(const FusedMatmulBuffers &buf) {
+  return !buf.scheme.isCodebook();
 }
 
 bool canUseWarpGemv(const FusedMatmulBuffers &buf) {
   qf::SchemeAttr s = buf.scheme;
   unsigned bits = s.getBits();
-  if (!s.isAffine() || (bits != 2 && bits != 4 && bits != 8) || buf.rowPtr ||
-      buf.lut)
+  bool affine = s.isAffine() && (bits == 2 || bits == 4 || bits == 8);
+  bool codebook = s.isCodebook() && bits >= 2 && bits <= 4;
+  if (!affine && !codebook)
     return false;
   auto isF32 = [](Value v) {
     return cast<MemRefType>(v.getType()).getElementType().isF32();
@@ -61,7 +72,7 @@ bool canUseWarpGemv(const FusedMatmulBuffers &buf) {
   if (K % perLane != 0 || K > kMaxStagedCols)
     return false;
   int64_t groupSize = s.getGroupSize();
-  return groupSize <= 0 || groupSize % perLane == 0;
+  return codebook || groupSize <= 0 || groupSize % perLane == 0;
 }
 
 MemRefType stagedXType(const FusedMatmulBuffers &buf, int64_t rows,
@@ -137,10 +148,13 @@ void emitStageX(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,
       });
 }
 
-SmallVector<Value> emitLanePartials(OpBuilder &b, Location loc,
-                                    const FusedMatmulBuffers &buf,
-                                    const WarpGemvTarget &target, Value xs,
-                                    int64_t rows, Value n, Value lane) {
+/// The affine schemes: codes decoded to f16 pairs, products in f16x2 against
+/// the staged x.
+static SmallVector<Value> emitAffinePartials(OpBuilder &b, Location loc,
+                                             const FusedMatmulBuffers &buf,
+                                             const WarpGemvTarget &target,
+                                             Value xs, int64_t rows, Value n,
+                                             Value lane) {
   qf::SchemeAttr s = buf.scheme;
   int64_t K = buf.cols;
   unsigned bits = s.getBits();
@@ -233,6 +247,127 @@ SmallVector<Value> emitLanePartials(OpBuilder &b, Location loc,
         scf::YieldOp::create(cb, cl, acc);
       });
   return SmallVector<Value>(loop.getResults());
+}
+
+/// Row m0 + r of x, clamped to the last row: a tile's rows past the end read
+/// the last row, and their results are not stored.
+static SmallVector<Value> tileRowsOfX(OpBuilder &b, Location loc,
+                                      const FusedMatmulBuffers &buf, Value m0,
+                                      int64_t rows) {
+  Value M = memref::DimOp::create(b, loc, buf.x, 0);
+  Value last = arith::SubIOp::create(b, loc, M, idx(b, loc, 1));
+  SmallVector<Value> out;
+  for (int64_t r = 0; r < rows; ++r) {
+    Value m = arith::AddIOp::create(b, loc, m0, idx(b, loc, r));
+    out.push_back(arith::MinUIOp::create(b, loc, m, last));
+  }
+  return out;
+}
+
+/// The codebook schemes: each code looks up its row's table entry (f32), times
+/// x read from global memory in f32, fused multiply-adds in f32.
+static SmallVector<Value> emitCodebookPartials(OpBuilder &b, Location loc,
+                                               const FusedMatmulBuffers &buf,
+                                               const WarpGemvTarget &target,
+                                               Value m0, int64_t rows, Value n,
+                                               Value lane) {
+  unsigned bits = buf.scheme.getBits();
+  int64_t K = buf.cols, perLane = warpGemvCodesPerLane(bits);
+  int64_t words = stepWords(bits);
+  llvm::MaybeAlign align;
+  if (target.codeAlignment)
+    align = llvm::Align(target.codeAlignment);
+  SmallVector<Value> mRows = tileRowsOfX(b, loc, buf, m0, rows);
+  auto xType = VectorType::get({4}, b.getF32Type());
+  auto loop = scf::ForOp::create(
+      b, loc, lane, idx(b, loc, K / perLane), idx(b, loc, kWarpLanes),
+      SmallVector<Value>(rows, f32(b, loc, 0.0)),
+      [&](OpBuilder &cb, Location cl, Value c, ValueRange iter) {
+        Value w0 = arith::MulIOp::create(cb, cl, c, idx(cb, cl, words));
+        SmallVector<Value> unit;
+        if (words == kWarpGemvWordsPerLane) {
+          Value v = vector::LoadOp::create(
+              cb, cl, VectorType::get({words}, cb.getI32Type()), buf.codes,
+              ValueRange{n, w0}, /*nontemporal=*/false, align);
+          for (int64_t w = 0; w < words; ++w)
+            unit.push_back(vector::ExtractOp::create(cb, cl, v, w));
+        } else {
+          for (int64_t w = 0; w < words; ++w)
+            unit.push_back(memref::LoadOp::create(
+                cb, cl, buf.codes,
+                ValueRange{n,
+                           arith::AddIOp::create(cb, cl, w0, idx(cb, cl, w))}));
+        }
+        Value k0 = arith::MulIOp::create(cb, cl, c, idx(cb, cl, perLane));
+        SmallVector<Value> acc(iter.begin(), iter.end());
+        SmallVector<Value> xv(rows);
+        for (int64_t j = 0; j < perLane; ++j) {
+          Value code = emitUnitCode(cb, cl, unit, j, bits);
+          Value ci =
+              arith::IndexCastUIOp::create(cb, cl, cb.getIndexType(), code);
+          Value value = loadF32(cb, cl, buf.lut, ValueRange{n, ci});
+          for (int64_t r = 0; r < rows; ++r) {
+            // x in 128-bit loads of 4 columns.
+            if (j % 4 == 0) {
+              Value k = arith::AddIOp::create(cb, cl, k0, idx(cb, cl, j));
+              xv[r] = vector::LoadOp::create(cb, cl, xType, buf.x,
+                                             ValueRange{mRows[r], k},
+                                             /*nontemporal=*/false, align);
+            }
+            Value x = vector::ExtractOp::create(cb, cl, xv[r], j % 4);
+            acc[r] = LLVM::FMAOp::create(cb, cl, x, value, acc[r]);
+          }
+        }
+        scf::YieldOp::create(cb, cl, acc);
+      });
+  return SmallVector<Value>(loop.getResults());
+}
+
+/// The CSR outliers of row n: lane l takes nonzeros l, l + 32, ... of the row
+/// and adds value · x (f32 fused multiply-adds) to its parts.
+static void emitLaneOutliers(OpBuilder &b, Location loc,
+                             const FusedMatmulBuffers &buf, Value m0, Value n,
+                             Value lane, SmallVector<Value> &partials) {
+  auto toIndex = [&](Value v) {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+  };
+  SmallVector<Value> mRows =
+      tileRowsOfX(b, loc, buf, m0, int64_t(partials.size()));
+  Value first =
+      toIndex(memref::LoadOp::create(b, loc, buf.rowPtr, ValueRange{n}));
+  Value next = arith::AddIOp::create(b, loc, n, idx(b, loc, 1));
+  Value last =
+      toIndex(memref::LoadOp::create(b, loc, buf.rowPtr, ValueRange{next}));
+  Value start = arith::AddIOp::create(b, loc, first, lane);
+  auto loop = scf::ForOp::create(
+      b, loc, start, last, idx(b, loc, kWarpLanes), partials,
+      [&](OpBuilder &sb, Location sl, Value j, ValueRange iter) {
+        Value col = arith::IndexCastOp::create(
+            sb, sl, sb.getIndexType(),
+            memref::LoadOp::create(sb, sl, buf.colIdx, ValueRange{j}));
+        Value value = loadF32(sb, sl, buf.values, ValueRange{j});
+        SmallVector<Value> acc;
+        for (auto [r, m] : llvm::enumerate(mRows)) {
+          Value x = memref::LoadOp::create(sb, sl, buf.x, ValueRange{m, col});
+          acc.push_back(LLVM::FMAOp::create(sb, sl, value, x, iter[r]));
+        }
+        scf::YieldOp::create(sb, sl, acc);
+      });
+  partials.assign(loop.getResults().begin(), loop.getResults().end());
+}
+
+SmallVector<Value> emitLanePartials(OpBuilder &b, Location loc,
+                                    const FusedMatmulBuffers &buf,
+                                    const WarpGemvTarget &target, Value xs,
+                                    Value m0, int64_t rows, Value n,
+                                    Value lane) {
+  SmallVector<Value> partials =
+      buf.scheme.isCodebook()
+          ? emitCodebookPartials(b, loc, buf, target, m0, rows, n, lane)
+          : emitAffinePartials(b, loc, buf, target, xs, rows, n, lane);
+  if (buf.rowPtr)
+    emitLaneOutliers(b, loc, buf, m0, n, lane, partials);
+  return partials;
 }
 
 Value emitButterfly(OpBuilder &b, Location loc, Value v,

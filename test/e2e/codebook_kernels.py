@@ -43,6 +43,33 @@ def pack(codes, bits):
     return out.astype(np.uint32)
 
 
+def graph_ir(packed, lut, table, bits, K, N, row_ptr, col_idx, values, bias):
+    """One fused matmul with a [N, 2^bits] table (f32 or f16), CSR outliers unless
+    row_ptr is None, and a bias; x has a dynamic number of rows."""
+    W, L = packed.shape[1], 1 << bits
+    consts = [f"  %codes = arith.constant {dense(packed.view(np.int32), 'i32')}",
+              f"  %lut = arith.constant {dense(lut, table)}",
+              f"  %b = arith.constant {dense(bias, 'f32')}"]
+    operands, types = "", ""
+    if row_ptr is not None:
+        nnz = col_idx.size
+        consts += [f"  %rp = arith.constant {dense(row_ptr, 'i32')}",
+                   f"  %ci = arith.constant {dense(col_idx, 'i32')}",
+                   f"  %v = arith.constant {dense(values, 'f32')}"]
+        operands = " outliers(%rp, %ci, %v)"
+        types = f", tensor<{N+1}xi32>, tensor<{nnz}xi32>, tensor<{nnz}xf32>"
+    body = "\n".join(consts)
+    return f"""func.func @main(%x: tensor<?x{K}xf32> {{qf.name = "x"}}) -> (tensor<?x{N}xf32> {{qf.name = "y"}}) {{
+  %c0 = arith.constant 0 : index
+  %m = tensor.dim %x, %c0 : tensor<?x{K}xf32>
+  %init = tensor.empty(%m) : tensor<?x{N}xf32>
+{body}
+  %y = qf.fused_matmul #qf.scheme<codebook, bits = {bits}> %x, %codes lut(%lut){operands} bias(%b) outs(%init) : (tensor<?x{K}xf32>, tensor<{N}x{W}xi32>, tensor<{N}x{L}x{table}>{types}, tensor<{N}xf32>, tensor<?x{N}xf32>) -> tensor<?x{N}xf32>
+  return %y : tensor<?x{N}xf32>
+}}
+"""
+
+
 def main():
     work = sys.argv[1]
     os.makedirs(work, exist_ok=True)
@@ -62,22 +89,8 @@ def main():
         col_idx = np.nonzero(mask)[1].astype(np.int32)
         values = (rng.standard_normal(col_idx.size) * 4).astype(np.float32)
         bias = rng.standard_normal(N).astype(np.float32)
-        W = packed.shape[1]
         nnz = col_idx.size
-        ir = f"""func.func @main(%x: tensor<?x{K}xf32> {{qf.name = "x"}}) -> (tensor<?x{N}xf32> {{qf.name = "y"}}) {{
-  %c0 = arith.constant 0 : index
-  %m = tensor.dim %x, %c0 : tensor<?x{K}xf32>
-  %init = tensor.empty(%m) : tensor<?x{N}xf32>
-  %codes = arith.constant {dense(packed.view(np.int32), "i32")}
-  %lut = arith.constant {dense(lut, table)}
-  %rp = arith.constant {dense(row_ptr, "i32")}
-  %ci = arith.constant {dense(col_idx, "i32")}
-  %v = arith.constant {dense(values, "f32")}
-  %b = arith.constant {dense(bias, "f32")}
-  %y = qf.fused_matmul #qf.scheme<codebook, bits = {bits}> %x, %codes lut(%lut) outliers(%rp, %ci, %v) bias(%b) outs(%init) : (tensor<?x{K}xf32>, tensor<{N}x{W}xi32>, tensor<{N}x{L}x{table}>, tensor<{N+1}xi32>, tensor<{nnz}xi32>, tensor<{nnz}xf32>, tensor<{N}xf32>, tensor<?x{N}xf32>) -> tensor<?x{N}xf32>
-  return %y : tensor<?x{N}xf32>
-}}
-"""
+        ir = graph_ir(packed, lut, table, bits, K, N, row_ptr, col_idx, values, bias)
         mlir = os.path.join(work, f"cb{bits}{table}.mlir")
         qfm = os.path.join(work, f"cb{bits}{table}.qfm")
         with open(mlir, "w") as f:

@@ -40,6 +40,12 @@ struct FusedMatmulBuffers {
 FusedMatmulBuffers getFlattenedBuffers(mlir::OpBuilder &b,
                                        qf::FusedMatmulOp op);
 
+/// Code j (an i32) of a unit of packed words (`words`, i32 values): bits
+/// [j*bits, (j+1)*bits), continuing into the next word where it straddles.
+mlir::Value emitUnitCode(mlir::OpBuilder &b, mlir::Location loc,
+                         llvm::ArrayRef<mlir::Value> words, int64_t j,
+                         unsigned bits);
+
 /// Emits the computation of out[m, n] (including outliers and bias) and stores
 /// it.
 void emitOutputElement(mlir::OpBuilder &b, mlir::Location loc,

@@ -5,7 +5,8 @@
 //
 //===----------------------------------------------------------------------===//
 //
-// The CUDA target's kernel for 2-, 4- and 8-bit affine fused matmuls: one warp
+// The CUDA target's kernel for 2-, 4- and 8-bit affine fused matmuls (and, in
+// f32 with table look-ups, 2- to 4-bit codebooks; CSR outliers): one warp
 // per output channel, each lane reading 128 bits of packed codes per step,
 // decoding them to f16 pairs with the 0x6400 exponent trick, multiplying them
 // with x (staged once per block in shared memory as f16, in pair order) in
@@ -29,14 +30,19 @@ namespace qforge::codegen {
 constexpr int64_t kWarpLanes = 32;
 constexpr int64_t kWarpGemvWordsPerLane = 4;
 
-/// Codes in one lane's step: 64, 32 or 16 at 2, 4 or 8 bits.
+/// Codes in one lane's step: 64, 32, 32 or 16 at 2, 3, 4 or 8 bits (128 bits
+/// of codes; a unit of 3 words at 3 bits).
 int64_t warpGemvCodesPerLane(unsigned bits);
 
-/// Whether the warp GEMV computes this fused matmul: an affine 2-, 4- or 8-bit
-/// scheme without outliers, f32 activations and output, K a multiple of a
-/// lane's step no larger than 16384 (x fits in 32 KiB of shared memory), groups
-/// of a multiple of a lane's step (or one per row or tensor).
+/// Whether the warp GEMV computes this fused matmul: f32 activations and
+/// output, K a multiple of a lane's step no larger than 16384, and either an
+/// affine 2-, 4- or 8-bit scheme with groups of a multiple of a lane's step
+/// (or one per row or tensor), or a 2-, 3- or 4-bit codebook; CSR outliers
+/// with either.
 bool canUseWarpGemv(const FusedMatmulBuffers &buf);
+
+/// Whether the kernel stages x in shared memory as f16 (affine schemes).
+bool warpGemvStagesX(const FusedMatmulBuffers &buf);
 
 /// What differs between the GPU kernel and its CPU emulation.
 struct WarpGemvTarget {
@@ -72,12 +78,14 @@ void emitStageX(mlir::OpBuilder &b, mlir::Location loc,
                 const FusedMatmulBuffers &buf, mlir::Value m0, int64_t rows,
                 mlir::Value xs, mlir::Value t, mlir::Value count);
 
-/// Lane `lane`'s f32 parts of out[m0 + r, n] for the `rows` rows of the tile
-/// (dense codes only; bias not added).
+/// Lane `lane`'s f32 parts of out[m0 + r, n] for the `rows` rows of the tile,
+/// CSR outliers included, bias not. Affine schemes read x from `xs` (staged);
+/// codebook schemes read it from global memory in f32 (`xs` is null).
 llvm::SmallVector<mlir::Value>
 emitLanePartials(mlir::OpBuilder &b, mlir::Location loc,
                  const FusedMatmulBuffers &buf, const WarpGemvTarget &target,
-                 mlir::Value xs, int64_t rows, mlir::Value n, mlir::Value lane);
+                 mlir::Value xs, mlir::Value m0, int64_t rows, mlir::Value n,
+                 mlir::Value lane);
 
 /// The butterfly over lane values: at each of the 5 steps (offsets 16 .. 1)
 /// a lane adds the value of lane ^ offset to its own, `v + exchange(v, o)`.
