@@ -483,11 +483,13 @@ def EmulateWarpGemvPass : Pass<"qf-emulate-warp-gemv", "::mlir::func::FuncOp"> {
   let summary = "Lower the fused matmuls the CUDA warp GEMV takes to CPU loops with its arithmetic";
   let description = [{
     Testing aid for the CUDA kernels on machines without a GPU. Each buffer-form
-    `qf.fused_matmul` that the CUDA target computes with the warp GEMV (4-bit affine,
-    f32 activations, K a multiple of 32) becomes CPU loops that run the kernel's per-lane
-    code, emitted by the same generator, for lanes 0..31 in turn and then the kernel's
-    butterfly reduction over the lane values: x rounded to f16, codes decoded to f16 pairs,
-    f16x2 products summed per word, f32 sums per lane. Other fused matmuls are left for
+    `qf.fused_matmul` that the CUDA target computes with the warp GEMV (f32 activations;
+    affine 2/4/8-bit codes or 2- to 4-bit codebooks, with or without CSR outliers; see
+    `canUseWarpGemv`) becomes CPU loops that run the kernel's per-lane code, emitted by the
+    same generator, for lanes 0..31 in turn, tile of rows by tile of rows, and then the
+    kernel's butterfly reduction over the lane values: for affine codes x rounded to f16,
+    codes decoded to f16 pairs, f16x2 products summed per word, f32 sums per lane; for
+    codebooks f32 table look-ups. Other fused matmuls are left for
     `qf-lower-fused-matmul-to-loops`.
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::arith::ArithDialect",
