@@ -28,18 +28,17 @@ namespace {
 struct EmulateWarpGemvPass
     : public qforge::impl::EmulateWarpGemvPassBase<EmulateWarpGemvPass> {
   void runOnOperation() override {
-    SmallVector<qf::FusedMatmulOp> ops;
-    getOperation().walk([&](qf::FusedMatmulOp op) { ops.push_back(op); });
+    FailureOr<SmallVector<qf::FusedMatmulOp>> ops =
+        codegen::collectBufferizedFusedMatmuls(getOperation(), "loops");
+    if (failed(ops))
+      return signalPassFailure();
     OpBuilder b(&getContext());
-    for (qf::FusedMatmulOp op : ops) {
-      if (op.getResult()) {
-        op.emitOpError("must be bufferized before lowering to loops");
-        return signalPassFailure();
-      }
-      codegen::FusedMatmulBuffers buf = codegen::getFlattenedBuffers(b, op);
-      if (!codegen::canUseWarpGemv(buf))
+    for (qf::FusedMatmulOp op : *ops) {
+      // Decided from the op's types: the others are left untouched for
+      // qf-lower-fused-matmul-to-loops.
+      if (!codegen::canUseWarpGemv(op))
         continue;
-      emit(b, op.getLoc(), buf);
+      emit(b, op.getLoc(), codegen::getFlattenedBuffers(b, op));
       op.erase();
     }
   }

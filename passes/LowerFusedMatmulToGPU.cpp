@@ -32,24 +32,22 @@ struct LowerFusedMatmulToGPUPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     MLIRContext *ctx = &getContext();
-    SmallVector<qf::FusedMatmulOp> ops;
-    module.walk([&](qf::FusedMatmulOp op) { ops.push_back(op); });
+    FailureOr<SmallVector<qf::FusedMatmulOp>> ops =
+        codegen::collectBufferizedFusedMatmuls(module, "GPU kernels");
+    if (failed(ops))
+      return signalPassFailure();
 
     module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                     UnitAttr::get(ctx));
     OpBuilder b(ctx);
     gpu::GPUModuleOp kernels;
-    if (!ops.empty()) {
+    if (!ops->empty()) {
       b.setInsertionPointToEnd(module.getBody());
       kernels = gpu::GPUModuleOp::create(b, module.getLoc(), "qf_kernels");
     }
     SymbolTable symbols(kernels ? kernels.getOperation()
                                 : module.getOperation());
-    for (qf::FusedMatmulOp op : ops) {
-      if (op.getResult()) {
-        op.emitOpError("must be bufferized before lowering to GPU kernels");
-        return signalPassFailure();
-      }
+    for (qf::FusedMatmulOp op : *ops) {
       if (failed(lowerOne(b, op, kernels, symbols)))
         return signalPassFailure();
     }

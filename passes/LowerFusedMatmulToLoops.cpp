@@ -25,14 +25,12 @@ struct LowerFusedMatmulToLoopsPass
   using Base::Base;
 
   void runOnOperation() override {
-    SmallVector<qf::FusedMatmulOp> ops;
-    getOperation().walk([&](qf::FusedMatmulOp op) { ops.push_back(op); });
+    FailureOr<SmallVector<qf::FusedMatmulOp>> ops =
+        codegen::collectBufferizedFusedMatmuls(getOperation(), "loops");
+    if (failed(ops))
+      return signalPassFailure();
     OpBuilder b(&getContext());
-    for (qf::FusedMatmulOp op : ops) {
-      if (op.getResult()) {
-        op.emitOpError("must be bufferized before lowering to loops");
-        return signalPassFailure();
-      }
+    for (qf::FusedMatmulOp op : *ops) {
       codegen::FusedMatmulBuffers buf = codegen::getFlattenedBuffers(b, op);
       Location loc = op.getLoc();
       if (vectorize && codegen::canVectorizeFusedMatmul(buf)) {

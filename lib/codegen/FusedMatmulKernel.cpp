@@ -53,6 +53,22 @@ static Value flattenTo2D(OpBuilder &b, Location loc, Value v) {
       b, loc, v, SmallVector<ReassociationIndices>{lead, {type.getRank() - 1}});
 }
 
+FailureOr<SmallVector<qf::FusedMatmulOp>>
+collectBufferizedFusedMatmuls(Operation *root, StringRef loweringTo) {
+  SmallVector<qf::FusedMatmulOp> ops;
+  WalkResult walk = root->walk([&](qf::FusedMatmulOp op) {
+    if (op.getResult()) {
+      op.emitOpError("must be bufferized before lowering to ") << loweringTo;
+      return WalkResult::interrupt();
+    }
+    ops.push_back(op);
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+  return ops;
+}
+
 FusedMatmulBuffers getFlattenedBuffers(OpBuilder &b, qf::FusedMatmulOp op) {
   Location loc = op.getLoc();
   b.setInsertionPoint(op);

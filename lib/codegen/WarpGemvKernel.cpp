@@ -56,23 +56,36 @@ bool warpGemvStagesX(const FusedMatmulBuffers &buf) {
   return !buf.scheme.isCodebook();
 }
 
-bool canUseWarpGemv(const FusedMatmulBuffers &buf) {
-  qf::SchemeAttr s = buf.scheme;
+/// The test of canUseWarpGemv on what it depends on (x and the output keep
+/// their element types when flattened).
+static bool canUseWarpGemv(qf::SchemeAttr s, Type xElement, Type outElement,
+                           int64_t K) {
   unsigned bits = s.getBits();
   bool affine = s.isAffine() && (bits == 2 || bits == 4 || bits == 8);
   bool codebook = s.isCodebook() && bits >= 2 && bits <= 4;
   if (!affine && !codebook)
     return false;
-  auto isF32 = [](Value v) {
-    return cast<MemRefType>(v.getType()).getElementType().isF32();
-  };
-  if (!isF32(buf.x) || !isF32(buf.out))
+  if (!xElement.isF32() || !outElement.isF32())
     return false;
-  int64_t K = buf.cols, perLane = warpGemvCodesPerLane(bits);
+  int64_t perLane = warpGemvCodesPerLane(bits);
   if (K % perLane != 0 || K > kMaxStagedCols)
     return false;
   int64_t groupSize = s.getGroupSize();
   return codebook || groupSize <= 0 || groupSize % perLane == 0;
+}
+
+static Type elementType(Value v) {
+  return cast<ShapedType>(v.getType()).getElementType();
+}
+
+bool canUseWarpGemv(qf::FusedMatmulOp op) {
+  return canUseWarpGemv(op.getScheme(), elementType(op.getX()),
+                        elementType(op.getInit()), op.getK());
+}
+
+bool canUseWarpGemv(const FusedMatmulBuffers &buf) {
+  return canUseWarpGemv(buf.scheme, elementType(buf.x), elementType(buf.out),
+                        buf.cols);
 }
 
 MemRefType stagedXType(const FusedMatmulBuffers &buf, int64_t rows,

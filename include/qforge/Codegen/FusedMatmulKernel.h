@@ -34,6 +34,13 @@ struct FusedMatmulBuffers {
   FusedMatmulBuffers rebind(mlir::ValueRange values) const;
 };
 
+/// The fused matmuls under `root`, in walk order, for a lowering that needs
+/// them in memref form; a tensor-form one gets the error "must be bufferized
+/// before lowering to <loweringTo>" and the result is failure.
+mlir::FailureOr<llvm::SmallVector<qf::FusedMatmulOp>>
+collectBufferizedFusedMatmuls(mlir::Operation *root,
+                              llvm::StringRef loweringTo);
+
 /// Collects the buffers of a memref-form fused matmul, inserting
 /// memref.collapse_shape (or expand_shape for rank 1) before it so x and the
 /// output are 2-D.

@@ -39,6 +39,7 @@ int64_t warpGemvCodesPerLane(unsigned bits);
 /// affine 2-, 4- or 8-bit scheme with groups of a multiple of a lane's step
 /// (or one per row or tensor), or a 2-, 3- or 4-bit codebook; CSR outliers
 /// with either.
+bool canUseWarpGemv(qf::FusedMatmulOp op);
 bool canUseWarpGemv(const FusedMatmulBuffers &buf);
 
 /// Whether the kernel stages x in shared memory as f16 (affine schemes).
