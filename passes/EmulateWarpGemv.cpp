@@ -120,12 +120,9 @@ struct EmulateWarpGemvPass
       Value v = vector::LoadOp::create(b, loc,
                                        VectorType::get({lanes}, b.getF32Type()),
                                        parts, ValueRange{c(b, r), c(b, 0)});
-      Value total = codegen::emitButterfly(
-          b, loc, v, [&](Value x, int32_t offset) -> Value {
-            SmallVector<int64_t> mask;
-            for (int64_t l = 0; l < lanes; ++l)
-              mask.push_back(l ^ offset);
-            return vector::ShuffleOp::create(b, loc, x, x, mask);
+      Value total =
+          codegen::emitButterfly(b, loc, v, [&](Value x, int32_t offset) {
+            return codegen::emitLaneVectorShuffleXor(b, loc, x, offset);
           });
       totals.push_back(vector::ExtractOp::create(b, loc, total, 0));
     }

@@ -214,11 +214,8 @@ struct LowerFusedMatmulToGPUPass
           for (Value part : codegen::emitLanePartials(tb, loc, kbuf, target, xs,
                                                       m0, rows, n, lane))
             totals.push_back(codegen::emitButterfly(
-                tb, loc, part, [&](Value v, int32_t offset) -> Value {
-                  return gpu::ShuffleOp::create(tb, loc, v, offset,
-                                                int32_t(codegen::kWarpLanes),
-                                                gpu::ShuffleMode::XOR)
-                      .getShuffleResult();
+                tb, loc, part, [&](Value v, int32_t offset) {
+                  return codegen::emitWarpShuffleXor(tb, loc, v, offset);
                 }));
           Value first =
               arith::CmpIOp::create(tb, loc, arith::CmpIPredicate::eq, lane,

@@ -60,11 +60,12 @@ struct LoweringOptions : public mlir::PassPipelineOptions<LoweringOptions> {
       llvm::cl::desc("cpu: GEMV with int8 activations and vpdpbusd (AVX-512 "
                      "VNNI)"),
       llvm::cl::init(false)};
-  Option<bool> emulateWarpGemv{
-      *this, "emulate-warp-gemv",
-      llvm::cl::desc("cpu: compute the fused matmuls the CUDA warp GEMV takes "
-                     "with its arithmetic (f16 activations and products), to "
-                     "test its numerics without a GPU"),
+  Option<bool> emulateCuda{
+      *this, "emulate-cuda",
+      llvm::cl::desc("cpu: compute as the CUDA target's kernels do where "
+                     "their arithmetic differs (the warp GEMV's f16 "
+                     "activations and products, reductions across a warp), "
+                     "to test their numerics without a GPU"),
       llvm::cl::init(false)};
 };
 

@@ -497,4 +497,36 @@ def EmulateWarpGemvPass : Pass<"qf-emulate-warp-gemv", "::mlir::func::FuncOp"> {
                            "::mlir::LLVM::LLVMDialect"];
 }
 
+def WarpReductionsPass : Pass<"qf-warp-reductions", "::mlir::func::FuncOp"> {
+  let summary = "Give each output of a long parallel-loop reduction to a warp";
+  let description = [{
+    For the CUDA target, after `convert-linalg-to-parallel-loops`. A top-level
+    `scf.parallel` whose body is one `scf.for` that combines a term into an output
+    element (`store combiner(load out[idx], term), out[idx]`, indices fixed in the loop;
+    f32; `addf`, `mulf`, `maximumf`, `minimumf`, `maxnumf` or `minnumf`) is a reduction:
+    the row sums of norms, softmax's maximum and sum, attention's products.
+
+    A reduction over at least `min-warp-extent` terms (or a number known only at run
+    time) gets a new innermost parallel dimension of 32 lanes: lane l combines terms
+    l, l + 32, ... in a register from the combiner's identity, a butterfly of
+    `gpu.shuffle xor` combines the lanes, and lane 0 combines the total into the output.
+    `qf-tile-loops-for-gpu` gives the lane dimension thread x, so the 32 lanes of one
+    output are one warp. A shorter one keeps a thread per output and accumulates in a
+    register in the original order.
+
+    With `emulate` (a testing aid for CPU targets) the lanes run in turn and the
+    butterfly combines a `vector<32xf32>` of their values: the same sums in the same
+    order as the kernels.
+  }];
+  let options = [
+    Option<"emulate", "emulate", "bool", /*default=*/"false",
+           "CPU: run the lanes in turn and the butterfly on a vector">,
+    Option<"minWarpExtent", "min-warp-extent", "int64_t", /*default=*/"64",
+           "Reductions of fewer terms (static) keep one thread per output">,
+  ];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::memref::MemRefDialect", "::mlir::vector::VectorDialect",
+                           "::mlir::gpu::GPUDialect"];
+}
+
 #endif // QFORGE_PASSES_TD

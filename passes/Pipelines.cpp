@@ -69,6 +69,7 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
     OpPassManager &gpm = pm.nest<func::FuncOp>();
     gpm.addPass(createLowerStridedCopiesPass());
     gpm.addPass(createConvertLinalgToParallelLoopsPass());
+    gpm.addPass(createWarpReductionsPass());
     gpm.addPass(createTileLoopsForGPUPass());
     GpuMapParallelLoopsPassOptions mapping;
     mapping.mappingPolicyStr = "innermost-first";
@@ -93,22 +94,37 @@ void qforge::buildLoweringPipeline(OpPassManager &pm,
     return;
   }
 
-  if (options.emulateWarpGemv)
+  if (options.emulateCuda) {
+    // Testing aid: the CUDA kernels' arithmetic on the CPU. The warp GEMV's
+    // matmuls by its own generator; the other fused matmuls by the scalar
+    // generator of the GPU's per-element kernel; reductions across warps; the
+    // rest as the CUDA target's parallel loops.
     pm.addNestedPass<func::FuncOp>(createEmulateWarpGemvPass());
-  LowerFusedMatmulToLoopsPassOptions kernels;
-  kernels.vectorWidth = options.vectorWidth;
-  kernels.int8Activations = options.int8Activations;
-  kernels.gemvMaxRows = options.gemvMaxRows;
-  pm.addNestedPass<func::FuncOp>(createLowerFusedMatmulToLoopsPass(kernels));
-  LowerFloatMatmulPassOptions floatMatmul;
-  floatMatmul.vectorWidth = options.vectorWidth;
-  floatMatmul.gemvMaxRows = options.gemvMaxRows;
-  pm.addNestedPass<func::FuncOp>(createLowerFloatMatmulPass(floatMatmul));
-  pm.addNestedPass<func::FuncOp>(createOrderMatmulLoopsPass());
-  pm.addNestedPass<func::FuncOp>(createLowerStridedCopiesPass());
-  pm.addNestedPass<func::FuncOp>(createReassociateReductionsPass());
-  pm.addNestedPass<func::FuncOp>(createParallelizeLinalgPass());
-  pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+    LowerFusedMatmulToLoopsPassOptions scalar;
+    scalar.vectorize = false;
+    pm.addNestedPass<func::FuncOp>(createLowerFusedMatmulToLoopsPass(scalar));
+    OpPassManager &epm = pm.nest<func::FuncOp>();
+    epm.addPass(createLowerStridedCopiesPass());
+    epm.addPass(createConvertLinalgToParallelLoopsPass());
+    WarpReductionsPassOptions warps;
+    warps.emulate = true;
+    epm.addPass(createWarpReductionsPass(warps));
+  } else {
+    LowerFusedMatmulToLoopsPassOptions kernels;
+    kernels.vectorWidth = options.vectorWidth;
+    kernels.int8Activations = options.int8Activations;
+    kernels.gemvMaxRows = options.gemvMaxRows;
+    pm.addNestedPass<func::FuncOp>(createLowerFusedMatmulToLoopsPass(kernels));
+    LowerFloatMatmulPassOptions floatMatmul;
+    floatMatmul.vectorWidth = options.vectorWidth;
+    floatMatmul.gemvMaxRows = options.gemvMaxRows;
+    pm.addNestedPass<func::FuncOp>(createLowerFloatMatmulPass(floatMatmul));
+    pm.addNestedPass<func::FuncOp>(createOrderMatmulLoopsPass());
+    pm.addNestedPass<func::FuncOp>(createLowerStridedCopiesPass());
+    pm.addNestedPass<func::FuncOp>(createReassociateReductionsPass());
+    pm.addNestedPass<func::FuncOp>(createParallelizeLinalgPass());
+    pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  }
   pm.addNestedPass<func::FuncOp>(createApproximateMathPass());
   // scf.parallel → OpenMP threads (libomp). The canonicalizer inlines the
   // memref.alloca_scope that wraps each parallel body (kernels allocate their

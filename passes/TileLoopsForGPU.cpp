@@ -16,16 +16,20 @@
 // threads touch consecutive addresses): a dimension of static extent e takes
 // min(e rounded up to a power of two, threads left), a dynamic one all the
 // threads left, extent-1 dimensions take none; only the three innermost
-// dimensions take threads (thread x, y, z; z at most 64). The grid's y and z
-// extents (at most 65535 on CUDA) come from the outer dimensions. Upstream
-// scf-parallel-loop-tiling instead tiles the leading dimensions by one list of
-// sizes, which leaves most threads idle on [1, S, D] loops.
+// dimensions take threads (thread x, y, z; z at most 64). A loop of more than
+// three dimensions first has its leading ones collapsed into one (upstream
+// collapseParallelLoops): gpu-map-parallel-loops maps dimensions 0..2 only
+// and would run the innermost ones sequentially in each thread. The grid's y
+// and z extents (at most 65535 on CUDA) come from the outer dimensions.
+// Upstream scf-parallel-loop-tiling instead tiles the leading dimensions by one
+// list of sizes, which leaves most threads idle on [1, S, D] loops.
 //
 //===----------------------------------------------------------------------===//
 
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/SCF/Transforms/Transforms.h"
+#include "mlir/Dialect/SCF/Utils/Utils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 
 #include "llvm/Support/MathExtras.h"
@@ -75,13 +79,31 @@ struct TileLoopsForGPUPass
           << static_cast<int64_t>(threads);
       return signalPassFailure();
     }
-    SmallVector<scf::ParallelOp> loops;
-    getOperation().walk([&](scf::ParallelOp loop) {
-      if (!loop->getParentOfType<scf::ParallelOp>() &&
-          !loop->getParentOfType<gpu::LaunchOp>())
-        loops.push_back(loop);
-    });
-    for (scf::ParallelOp loop : loops)
+    auto topLevel = [&] {
+      SmallVector<scf::ParallelOp> loops;
+      getOperation().walk([&](scf::ParallelOp loop) {
+        if (!loop->getParentOfType<scf::ParallelOp>() &&
+            !loop->getParentOfType<gpu::LaunchOp>())
+          loops.push_back(loop);
+      });
+      return loops;
+    };
+    // gpu-map-parallel-loops maps only dimensions 0, 1 and 2 (to z, y, x with
+    // innermost-first) and runs the others sequentially in each thread: the
+    // leading dimensions of a deeper loop become one, so the innermost
+    // dimension (consecutive addresses; a warp reduction's lanes) is thread x.
+    IRRewriter rewriter(&getContext());
+    for (scf::ParallelOp loop : topLevel()) {
+      unsigned rank = loop.getNumLoops();
+      if (rank <= 3)
+        continue;
+      std::vector<unsigned> leading;
+      for (unsigned d = 0; d + 2 < rank; ++d)
+        leading.push_back(d);
+      rewriter.setInsertionPoint(loop);
+      collapseParallelLoops(rewriter, loop, {leading, {rank - 2}, {rank - 1}});
+    }
+    for (scf::ParallelOp loop : topLevel())
       scf::tileParallelLoop(loop, threadTile(loop, threads),
                             /*noMinMaxBounds=*/true);
   }

@@ -8,6 +8,7 @@
 #include "qforge/Codegen/WarpGemvKernel.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -384,12 +385,28 @@ SmallVector<Value> emitLanePartials(OpBuilder &b, Location loc,
 }
 
 Value emitButterfly(OpBuilder &b, Location loc, Value v,
-                    const std::function<Value(Value, int32_t)> &exchange) {
+                    const std::function<Value(Value, int32_t)> &exchange,
+                    const std::function<Value(Value, Value)> &combine) {
   for (int32_t offset = kWarpLanes / 2; offset > 0; offset /= 2) {
     Value other = exchange(v, offset);
-    v = arith::AddFOp::create(b, loc, v, other);
+    v = combine ? combine(v, other)
+                : Value(arith::AddFOp::create(b, loc, v, other));
   }
   return v;
+}
+
+Value emitWarpShuffleXor(OpBuilder &b, Location loc, Value v, int32_t offset) {
+  return gpu::ShuffleOp::create(b, loc, v, offset, int32_t(kWarpLanes),
+                                gpu::ShuffleMode::XOR)
+      .getShuffleResult();
+}
+
+Value emitLaneVectorShuffleXor(OpBuilder &b, Location loc, Value v,
+                               int32_t offset) {
+  SmallVector<int64_t> mask;
+  for (int64_t l = 0; l < kWarpLanes; ++l)
+    mask.push_back(l ^ offset);
+  return vector::ShuffleOp::create(b, loc, v, v, mask);
 }
 
 void emitStoreRows(OpBuilder &b, Location loc, const FusedMatmulBuffers &buf,

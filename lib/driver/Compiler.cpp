@@ -360,7 +360,7 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
       lowering.int8Activations =
           options.activations == "int8" && lowering.vectorWidth == 16 &&
           codegen::cpuHasFeature(options.cpu, "avx512vnni");
-      lowering.emulateWarpGemv = options.emulateCudaGemv;
+      lowering.emulateCuda = options.emulateCuda;
     }
     buildLoweringPipeline(pm, lowering);
     if (!c.run(pm, *lowered, "lowering for " + target.kind, error))
@@ -420,8 +420,8 @@ static bool emitModule(Compilation &c, ModuleOp module, const std::string &path,
       t["gemv_activations"] = lowering.int8Activations ? "int8" : "f32";
       t["gemm_activations"] = lowering.int8Activations ? "int8" : "f32";
       t["buffers"] = "runtime-pool";
-      if (options.emulateCudaGemv)
-        t["emulates"] = "cuda-warp-gemv";
+      if (options.emulateCuda)
+        t["emulates"] = "cuda-kernels";
     }
     targets.push_back(t);
   }

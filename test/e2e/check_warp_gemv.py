@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the numerics of the CUDA target's warp GEMV (affine 2/4/8 bits, codebooks, CSR) without a GPU.
 
-`qforge-compile --emulate-cuda-gemv` makes a CPU module whose fused matmuls run the
+`qforge-compile --emulate-cuda` makes a CPU module whose fused matmuls run the
 warp GEMV's per-lane code (emitted by the same generator as the kernel) for the 32
 lanes and then its butterfly reduction, with the kernel's tiles of rows of x (4 rows,
 2 at K 8192; a single row when x has one). For one-layer models (RTN, dynamic batch) this
@@ -209,7 +209,7 @@ def main():
         extra = ["--outliers", "1"] if kind == 2 else []
         run(["qforge-compile", onnx_path, "-o", qfm_path, "--method", "rtn", "--bits",
              str(bits), "--group-size", str(group), f"--sym={'true' if sym else 'false'}",
-             "--target", "cpu", "--activations", "f32", "--emulate-cuda-gemv",
+             "--target", "cpu", "--activations", "f32", "--emulate-cuda",
              "--quiet"] + extra)
         w = qfmlib.Module(qfm_path).weights_by_name()
 
@@ -250,7 +250,7 @@ def main():
             f.write(codebook_kernels.graph_ir(packed, lut, table, bits, K, N,
                                               rp if ci.size else None, ci, vals, bias))
         run(["qforge-compile", mlir, "-o", qfm, "--method", "none", "--target", "cpu",
-             "--emulate-cuda-gemv", "--quiet"])
+             "--emulate-cuda", "--quiet"])
         dense_w = np.take_along_axis(lut.astype(f64), codes, axis=1)
         if ci.size:
             dense_w = dense_w + sparse(rp, ci, vals, N, K)

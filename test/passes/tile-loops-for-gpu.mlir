@@ -58,4 +58,26 @@ func.func @deep(%x: memref<?x1x1xf32>) {
   return
 }
 
+// Four dimensions [1, 8, S, T] (softmax rows of attention): the leading two become one (8 blocks of z), so that S and T keep threads y and x; no loop
+// is left in the kernel (gpu-map-parallel-loops maps dimensions 0..2 only and would run
+// T sequentially in each thread).
+// CHECK-LABEL: func.func @four_dims
+// CHECK:         gpu.launch blocks({{.+}}) in (%{{.+}} = %{{.+}}, %{{.+}} = %{{.+}}, %{{.+}} = %c8) threads({{.+}}) in (%{{.+}} = %c128, %{{.+}} = %c1, %{{.+}} = %c1)
+// CHECK-NOT:       scf.for
+// CHECK:           gpu.terminator
+func.func @four_dims(%x: memref<1x8x?x?xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c3 = arith.constant 3 : index
+  %c8 = arith.constant 8 : index
+  %f = arith.constant 0.0 : f32
+  %s = memref.dim %x, %c2 : memref<1x8x?x?xf32>
+  %t = memref.dim %x, %c3 : memref<1x8x?x?xf32>
+  scf.parallel (%a, %h, %i, %j) = (%c0, %c0, %c0, %c0) to (%c1, %c8, %s, %t) step (%c1, %c1, %c1, %c1) {
+    memref.store %f, %x[%a, %h, %i, %j] : memref<1x8x?x?xf32>
+  }
+  return
+}
+
 // BAD: threads must be a power of two, got 96

@@ -57,10 +57,10 @@ static cl::opt<int64_t> gemvMaxRows(
     cl::desc("CPU: calls with at most this many activation rows take the "
              "GEMV (decode) kernel, more rows the GEMM kernel"),
     cl::init(4), cl::cat(category));
-static cl::opt<bool> emulateCudaGemv(
-    "emulate-cuda-gemv",
-    cl::desc("Testing: the CPU code computes the 4-bit matmuls with the CUDA "
-             "warp GEMV's arithmetic (f16 activations and products)"),
+static cl::opt<bool> emulateCuda(
+    "emulate-cuda",
+    cl::desc("Testing: the CPU code computes as the CUDA kernels do (the warp "
+             "GEMV's f16 activations and products, reductions across warps)"),
     cl::cat(category));
 static cl::list<std::string> shapes("shape",
                                     cl::desc("Static input shape, name=1x256"),
@@ -201,7 +201,7 @@ int main(int argc, char **argv) {
   if (gemvMaxRows < 0)
     return fail("--gemv-max-rows must be 0 or more");
   options.gemvMaxRows = gemvMaxRows;
-  options.emulateCudaGemv = emulateCudaGemv;
+  options.emulateCuda = emulateCuda;
   options.printIRAfterAll = printIR;
   options.dumpIRDir = dumpIR;
   options.emitPTXDir = emitPTX;

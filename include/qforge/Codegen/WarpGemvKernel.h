@@ -89,11 +89,23 @@ emitLanePartials(mlir::OpBuilder &b, mlir::Location loc,
                  mlir::Value lane);
 
 /// The butterfly over lane values: at each of the 5 steps (offsets 16 .. 1)
-/// a lane adds the value of lane ^ offset to its own, `v + exchange(v, o)`.
+/// a lane combines its value with that of lane ^ offset,
+/// `combine(v, exchange(v, o))` (`v + exchange(v, o)` without `combine`).
 /// Returns the value every lane holds at the end.
-mlir::Value
-emitButterfly(mlir::OpBuilder &b, mlir::Location loc, mlir::Value v,
-              const std::function<mlir::Value(mlir::Value, int32_t)> &exchange);
+mlir::Value emitButterfly(
+    mlir::OpBuilder &b, mlir::Location loc, mlir::Value v,
+    const std::function<mlir::Value(mlir::Value, int32_t)> &exchange,
+    const std::function<mlir::Value(mlir::Value, mlir::Value)> &combine = {});
+
+/// The value lane ^ offset holds (gpu.shuffle xor over the 32 lanes of a
+/// warp), for a 32-bit `v`.
+mlir::Value emitWarpShuffleXor(mlir::OpBuilder &b, mlir::Location loc,
+                               mlir::Value v, int32_t offset);
+
+/// The same exchange where a vector<32xT> stands for the lanes of a warp
+/// (element l for lane l): the CPU emulations' butterfly.
+mlir::Value emitLaneVectorShuffleXor(mlir::OpBuilder &b, mlir::Location loc,
+                                     mlir::Value v, int32_t offset);
 
 /// out[m0 + r, n] = totals[r] (+ bias[n]) for the rows inside x.
 void emitStoreRows(mlir::OpBuilder &b, mlir::Location loc,

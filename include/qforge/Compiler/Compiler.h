@@ -51,9 +51,9 @@ struct CompileOptions {
   std::string activations = "int8";
   // CPU: the largest number of activation rows that takes the GEMV kernel.
   int64_t gemvMaxRows = 4;
-  // CPU, for testing: the fused matmuls the CUDA warp GEMV takes are computed
-  // with its arithmetic (qf-emulate-warp-gemv).
-  bool emulateCudaGemv = false;
+  // CPU, for testing: computes as the CUDA target's kernels do where their
+  // arithmetic differs (qf-emulate-warp-gemv, qf-warp-reductions{emulate}).
+  bool emulateCuda = false;
   importer::ImportOptions import;
   bool printIRAfterAll = false;
   std::string dumpIRDir; // one numbered file per pass
