@@ -7,9 +7,11 @@
 # Tests (lit): e2e/cuda-device.test (generated matmul kernels against an independent
 # decode), e2e/cuda-models.test (the bundled llama and gpt2 with every op on the GPU:
 # logits within 1e-3 relative and perplexity within 0.1 % of the CPU code of the same
-# module; the decode exports generate the same greedy bytes), e2e/cuda-runtime.test,
-# e2e/cuda-whole-model.test and e2e/ptxas.test (stand-in driver, host code and ptxas
-# checks, which also run without a GPU).
+# module, and within 2e-5 of the CPU emulation of the kernels' arithmetic; the decode
+# exports generate the same greedy bytes; foreign exports against their references),
+# e2e/cuda-runtime.test, e2e/cuda-whole-model.test, e2e/cuda-foreign.test and
+# e2e/ptxas.test (stand-in driver, host code and ptxas checks, which also run without a
+# GPU).
 # Benchmarks: bench/bench_linear.py --device cuda (4096x4096 and 8192x8192 at M = 1 and
 # 16, with cuBLAS FP16 and the float module as baselines and a device copy as the
 # bandwidth probe, all in the same run) and bench/bench_lm.py --device cuda on the
@@ -25,7 +27,7 @@ start=$(date +%s)
 bash "$root/scripts/build.sh" qforge-test-depends
 echo "== CUDA tests =="
 /usr/lib/llvm-22/bin/lit -sv "$root/build/test" \
-  --filter 'cuda-device|cuda-models|cuda-runtime|cuda-whole-model|ptxas'
+  --filter 'cuda-device|cuda-models|cuda-runtime|cuda-whole-model|cuda-foreign|ptxas'
 echo "== one linear layer on the GPU =="
 /usr/bin/python3 "$root/bench/bench_linear.py" --device cuda \
   --shapes 4096x4096,8192x8192 --rows 1,16 --threads 1 --activations f32
