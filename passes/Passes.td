@@ -511,8 +511,11 @@ def WarpReductionsPass : Pass<"qf-warp-reductions", "::mlir::func::FuncOp"> {
     l, l + 32, ... in a register from the combiner's identity, a butterfly of
     `gpu.shuffle xor` combines the lanes, and lane 0 combines the total into the output.
     `qf-tile-loops-for-gpu` gives the lane dimension thread x, so the 32 lanes of one
-    output are one warp. A shorter one keeps a thread per output and accumulates in a
-    register in the original order.
+    output are one warp. A shorter one, or one whose terms are not all read along their
+    buffer's innermost dimension (a load that moves with the loop in any other index: a
+    matmul's [K, N] operand, where threads of neighbouring outputs read neighbouring
+    addresses and a warp's lanes would not), keeps a thread per output and accumulates
+    in a register in the original order.
 
     With `emulate` (a testing aid for CPU targets) the lanes run in turn and the
     butterfly combines a `vector<32xf32>` of their values: the same sums in the same

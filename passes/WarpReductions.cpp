@@ -19,11 +19,13 @@
 // it thread x, so a warp is the 32 lanes of one output), lane l combining
 // terms l, l + 32, ... in a register from the operation's identity, a
 // butterfly of gpu.shuffle xor combining the lanes, and lane 0 combining the
-// total into out[i]. A short reduction (static extent below min-warp-extent)
-// keeps one thread per output but accumulates in a register, in the original
-// order. With `emulate` the lanes run in turn on the CPU and the butterfly
-// works on a vector of the 32 lane values, so that a CPU module computes the
-// same sums in the same order as the CUDA kernels.
+// total into out[i]. A short reduction (static extent below min-warp-extent),
+// or one whose terms are not read along the innermost dimension (a matmul's
+// [K, N] operand: lanes would read 32 cache lines where threads of
+// neighbouring outputs read one), keeps one thread per output but accumulates
+// in a register, in the original order. With `emulate` the lanes run in turn on
+// the CPU and the butterfly works on a vector of the 32 lane values, so that a
+// CPU module computes the same sums in the same order as the CUDA kernels.
 //
 //===----------------------------------------------------------------------===//
 
@@ -124,6 +126,24 @@ std::optional<Reduction> matchReduction(scf::ParallelOp parallel) {
   return r;
 }
 
+/// Whether the terms are read along the innermost dimension: every load that
+/// moves with the loop moves in its last index only. Then a warp's lanes read
+/// consecutive addresses. Otherwise (the [K, N] operand of a matmul, V in
+/// attention's weighted sum) the lanes would each read their own cache line,
+/// while threads for neighbouring outputs, one per output, read neighbours.
+bool readsAlongInnermost(Reduction r) {
+  auto moves = [&](Value v) { return !r.loop.isDefinedOutsideOfLoop(v); };
+  WalkResult walk = r.loop.getBody()->walk([&](memref::LoadOp load) {
+    if (load == r.accLoad)
+      return WalkResult::advance();
+    auto indices = load.getIndices();
+    if (!indices.empty() && llvm::any_of(indices.drop_back(), moves))
+      return WalkResult::interrupt();
+    return WalkResult::advance();
+  });
+  return !walk.wasInterrupted();
+}
+
 /// A new op of the combiner's kind (and attributes) on `lhs` and `rhs`, in
 /// the combiner's operand order: `acc` takes the accumulator's place.
 Value combine(OpBuilder &b, Reduction r, Value acc, Value term) {
@@ -219,7 +239,7 @@ struct WarpReductionsPass
     });
     for (Reduction r : reductions) {
       std::optional<int64_t> extent = constantTripCount(r.loop);
-      if (extent && *extent < minWarpExtent)
+      if ((extent && *extent < minWarpExtent) || !readsAlongInnermost(r))
         accumulateInRegister(r);
       else if (emulate)
         emitEmulatedWarps(r);

@@ -7,7 +7,8 @@ kernels run them: for a long reduction (64 terms or more, or a number known only
 run time) lane l of a warp combines terms l, l + 32, ... in f32 from the operation's
 identity (-0, -inf, +inf, 1), the butterfly combines lane values v and v(lane ^ o) for
 o = 16, 8, 4, 2, 1, and lane 0 combines the total into the output's initial value; a
-short one is one sequential loop per output. This script computes both orders in numpy
+short one, or one whose terms lie along another axis than the innermost, is one
+sequential loop per output. This script computes both orders in numpy
 (f32, one IEEE operation at a time) and requires the module's outputs to be equal to
 them bit for bit. The data make an identity matter: maxima of negative numbers, minima
 of positive ones, products near 1. The module must also differ from the other order's
@@ -45,9 +46,11 @@ OPS = {  # onnx op: (numpy combiner, the output's initial value, data)
 }
 IDENTITY = {"ReduceSum": f32(-0.0), "ReduceMax": f32(-np.inf),
             "ReduceMin": f32(np.inf), "ReduceProd": f32(1)}
-# (rows, terms, static?, form the CUDA target gives it)
-CASES = [(5, 300, False, "warp"), (3, 1000, False, "warp"), (4, 64, True, "warp"),
-         (6, 48, True, "sequential"), (2, 31, False, "warp")]
+# (rows, terms, static?, axis of the terms, form the CUDA target gives it). Terms along
+# axis 0 are not read along the innermost dimension: one thread per output.
+CASES = [(5, 300, False, 1, "warp"), (3, 1000, False, 1, "warp"), (4, 64, True, 1, "warp"),
+         (6, 48, True, 1, "sequential"), (2, 31, False, 1, "warp"),
+         (7, 200, False, 0, "sequential")]
 
 
 def sequential(op, x):
@@ -76,10 +79,12 @@ def warp(op, x):
     return comb(np.full(rows, start, f32), total).astype(f32)
 
 
-def make_model(path, rows, terms, static):
+def make_model(path, rows, terms, static, axis):
     shape = [rows, terms] if static else ["rows", "terms"]
+    if axis == 0:
+        shape = shape[::-1]
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [axis])
     nodes, outputs = [], []
     for op in OPS:
         out = op.lower()
@@ -87,7 +92,7 @@ def make_model(path, rows, terms, static):
         if op == "ReduceSum":
             nodes.append(helper.make_node(op, ["x", "axes"], [out], keepdims=0))
         else:
-            nodes.append(helper.make_node(op, ["x"], [out], axes=[1], keepdims=0))
+            nodes.append(helper.make_node(op, ["x"], [out], axes=[axis], keepdims=0))
         outputs.append(helper.make_tensor_value_info(
             out, TensorProto.FLOAT, [rows] if static else ["rows"]))
     graph = helper.make_graph(nodes, "reductions", [x], outputs, initializer=[axes])
@@ -159,17 +164,17 @@ def main():
     os.makedirs(work, exist_ok=True)
     rng = np.random.default_rng(5)
     ok = True
-    for i, (rows, terms, static, form) in enumerate(CASES):
+    for i, (rows, terms, static, axis, form) in enumerate(CASES):
         onnx_path = os.path.join(work, f"r{i}.onnx")
         qfm = os.path.join(work, f"r{i}.qfm")
-        make_model(onnx_path, rows, terms, static)
+        make_model(onnx_path, rows, terms, static, axis)
         run(["qforge-compile", onnx_path, "-o", qfm, "--method", "none", "--target",
              "cpu", "--emulate-cuda", "--quiet"])
         xs = {op: data(rng, (rows, terms)).astype(f32) for op, (_, _, data) in OPS.items()}
         for op in OPS:
             xp = os.path.join(work, f"r{i}.{op}.x.npy")
             yp = os.path.join(work, f"r{i}.{op}.y.npy")
-            np.save(xp, xs[op])
+            np.save(xp, xs[op] if axis == 1 else np.ascontiguousarray(xs[op].T))
             run(["qforge-run", qfm, "--input", f"x={xp}", "--output",
                  f"{op.lower()}={yp}", "--threads", "1"])
             y = np.load(yp)
@@ -182,7 +187,8 @@ def main():
                 not np.array_equal(y.view(np.uint32), other.view(np.uint32))
             good = exact and distinct
             worst = float(np.abs(y.astype(np.float64) - expect).max())
-            print(f"{op} {rows}x{terms} {'static' if static else 'dynamic'} ({form}): "
+            print(f"{op} {rows}x{terms} {'static' if static else 'dynamic'}"
+                  f"{'' if axis == 1 else ' along axis 0'} ({form}): "
                   f"bit-identical {exact}, max |diff| {worst:.3e}"
                   f"{'' if distinct else ', equals the other order'} "
                   f"{'ok' if good else 'FAIL'}")

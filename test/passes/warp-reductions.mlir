@@ -157,3 +157,37 @@ func.func @not_reductions(%in: memref<?x?xf32>, %out: memref<?xf32>, %out2: memr
   }
   return
 }
+
+// -----
+
+// A matmul with a run-time K: the terms of B move in its first index, so lanes would each
+// read their own row; one thread per output (neighbouring n read neighbouring addresses),
+// the accumulator in a register.
+// CHECK-LABEL: func.func @matmul_columns
+// CHECK-NOT:     gpu.shuffle
+// CHECK:         scf.parallel (%[[M:.+]], %[[N:.+]]) =
+// CHECK:           %[[INIT:.+]] = memref.load %arg2[%[[M]], %[[N]]]
+// CHECK:           scf.for %[[K:.+]] = %c0 to %{{.+}} step %c1 iter_args(%{{.+}} = %[[INIT]])
+// CHECK:             memref.load %arg1[%[[K]], %[[N]]]
+// EMU-LABEL: func.func @matmul_columns
+// EMU-NOT:     vector.shuffle
+// EMU:         iter_args
+func.func @matmul_columns(%a: memref<?x?xf32>, %b: memref<?x?xf32>, %c: memref<?x?xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %m = memref.dim %a, %c0 : memref<?x?xf32>
+  %k = memref.dim %a, %c1 : memref<?x?xf32>
+  %n = memref.dim %b, %c1 : memref<?x?xf32>
+  scf.parallel (%i, %j) = (%c0, %c0) to (%m, %n) step (%c1, %c1) {
+    scf.for %l = %c0 to %k step %c1 {
+      %x = memref.load %a[%i, %l] : memref<?x?xf32>
+      %y = memref.load %b[%l, %j] : memref<?x?xf32>
+      %acc = memref.load %c[%i, %j] : memref<?x?xf32>
+      %p = arith.mulf %x, %y : f32
+      %s = arith.addf %acc, %p : f32
+      memref.store %s, %c[%i, %j] : memref<?x?xf32>
+    }
+    scf.reduce
+  }
+  return
+}
